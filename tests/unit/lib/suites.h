@@ -1,0 +1,14 @@
+/* suites.h - every test list of the libnutshell runner, declared in one place. */
+#ifndef TEST_LIB_SUITES_H
+#define TEST_LIB_SUITES_H
+
+#include "testlib.h"
+
+extern const ns_test jsonpatch_tests[];
+extern const ns_test strconv_tests[];
+extern const ns_test buf_tests[];
+extern const ns_test metrics_tests[];
+extern const ns_test tls_tests[];
+extern const ns_test yamljson_tests[];
+
+#endif
