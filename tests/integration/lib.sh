@@ -1,0 +1,51 @@
+# Shared helpers for the integration scripts. Sourced, not executed.
+# Each check prints "PASS: ..." or "FAIL: ..."; finish_tests prints the closing
+# "N passed, M failed" line and sets the exit status.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=../../hack/lib/common.sh
+source "${ROOT}/hack/lib/common.sh"
+
+PASSED=0
+FAILED=0
+
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
+
+# check DESCRIPTION ACTUAL EXPECTED
+check() {
+  if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: got '$2', want '$3'"; fi
+}
+
+# Skips the whole script (ctest SKIP_RETURN_CODE 77) with a reason a human can act on.
+skip_all() {
+  echo "SKIP: $*"
+  exit 77
+}
+
+# Uses the running test cluster, or skips when there is none.
+require_cluster() {
+  "${ROOT}/hack/cluster.sh" status >/dev/null 2>&1 ||
+    skip_all "no local control plane running (start it with: hack/cluster.sh up)"
+  eval "$("${ROOT}/hack/cluster.sh" env)"
+}
+
+# A free TCP port on 127.0.0.1, asked of the kernel.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_for SECONDS COMMAND...: retries COMMAND until it succeeds or time runs out.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ "${SECONDS}" -lt "${deadline}" ] || return 1
+    sleep 0.2
+  done
+}
+
+finish_tests() {
+  echo "${PASSED} passed, ${FAILED} failed"
+  [ "${FAILED}" -eq 0 ]
+}
