@@ -242,6 +242,9 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
+/* libmicrohttpd hands us printf-style messages; they go out as debug log lines. */
+static void mhd_log_cb(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -268,7 +271,7 @@ static int reload_locked(ns_http_server *s, bool force, ns_err *err)
     rc = ns_tls_pair_load(s->cfg.cert_file, s->cfg.key_file, &pair, err);
     if (rc)
         return rc;
-    tls_gen *g;
+    tls_gen *g = NULL;
     rc = tls_gen_from_pair(&pair, &g, err);
     ns_tls_pair_free(&pair);
     if (rc)
