@@ -51,7 +51,8 @@ static int finish(inj_review_reply *reply, int http_status, cJSON *response)
 static cJSON *new_response(const char *uid, bool allowed)
 {
     cJSON *r = cJSON_CreateObject();
-    if (r && (!cJSON_AddStringToObject(r, "uid", uid) || !cJSON_AddBoolToObject(r, "allowed", allowed))) {
+    if (r && (!cJSON_AddStringToObject(r, "uid", uid) ||
+              !cJSON_AddBoolToObject(r, "allowed", allowed))) {
         cJSON_Delete(r);
         return NULL;
     }
@@ -166,10 +167,11 @@ int inj_review(const inj_config *cfg, const char *body, size_t len, inj_review_r
         goto out;
     }
     if (!api || strcmp(api, REVIEW_API_VERSION) != 0) {
-        rc = deny(reply, 400, INJ_REVIEW_INVALID, 400, "BadRequest",
-                  "nutshell-injector: unsupported AdmissionReview version %.64s (only "
-                  REVIEW_API_VERSION ")",
-                  api ? api : "none");
+        rc = deny(
+            reply, 400, INJ_REVIEW_INVALID, 400, "BadRequest",
+            "nutshell-injector: unsupported AdmissionReview version %.64s (only " REVIEW_API_VERSION
+            ")",
+            api ? api : "none");
         goto out;
     }
     if (!cJSON_IsObject(req) || !uid || !*uid) {

@@ -20,13 +20,13 @@ typedef enum inj_review_result {
 } inj_review_result;
 
 typedef struct inj_review_reply {
-    int http_status;         /* 200, or 400 for a request we cannot read */
-    char *body;              /* malloc'd AdmissionReview JSON; caller frees */
+    int http_status; /* 200, or 400 for a request we cannot read */
+    char *body;      /* malloc'd AdmissionReview JSON; caller frees */
     size_t body_len;
     inj_review_result result;
-    char message[512];       /* for logs: why skipped/rejected/invalid; "" when injected */
-    char uid[128];           /* the request uid, "" if none */
-    char pod[256];           /* namespace/name (or generateName) for logs */
+    char message[512]; /* for logs: why skipped/rejected/invalid; "" when injected */
+    char uid[128];     /* the request uid, "" if none */
+    char pod[256];     /* namespace/name (or generateName) for logs */
 } inj_review_reply;
 
 /* Handles one review. Never fails for bad input: every problem becomes an answer.

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PROXY_PREFIX "proxy.nutshell.io/"
+#define PROXY_PREFIX   "proxy.nutshell.io/"
 #define TRAFFIC_PREFIX "traffic.nutshell.io/"
 
 typedef enum kind { K_IMAGE, K_QUANTITY, K_LOG_LEVEL, K_BOOL, K_PORTS, K_CIDRS } kind;

@@ -19,7 +19,7 @@
 
 /* Workload kinds whose pods come from spec.template. */
 static const char *const template_kinds[] = {"Deployment", "StatefulSet", "DaemonSet",
-                                             "ReplicaSet", "Job", "ReplicationController"};
+                                             "ReplicaSet", "Job",         "ReplicationController"};
 
 /* The JSON Pointer of the pod inside an object of `kind`, or NULL for kinds without one. */
 static const char *pod_pointer(const char *kind)
@@ -77,8 +77,8 @@ static int inject_each(const inj_config *cfg, cJSON *array, const char *namespac
 
 /* Injects the object *objp, which may be replaced by a new tree: the caller must own it
  * (not hold it linked in a parent). */
-static int inject_object(const inj_config *cfg, cJSON **objp, const char *namespace,
-                         ns_buf *notes, ns_err *err, int doc)
+static int inject_object(const inj_config *cfg, cJSON **objp, const char *namespace, ns_buf *notes,
+                         ns_err *err, int doc)
 {
     cJSON *obj = *objp;
     const char *kind = ns_json_str(obj, "kind");
@@ -104,8 +104,8 @@ static int inject_object(const inj_config *cfg, cJSON **objp, const char *namesp
     }
     if (r.outcome == INJ_REJECTED) {
         const char *name = ns_json_path_str(obj, "metadata", "name", NULL);
-        rc = ns_errorf(err, -EINVAL, "document %d (%s %s): %s", doc, kind,
-                       name ? name : "?", r.reason);
+        rc = ns_errorf(err, -EINVAL, "document %d (%s %s): %s", doc, kind, name ? name : "?",
+                       r.reason);
     } else if (r.outcome == INJ_SKIPPED) {
         note(notes, "skipped", obj, r.reason);
     } else {
@@ -193,18 +193,17 @@ int inj_manifests(const inj_config *cfg, const char *text, size_t len, const cha
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: nutshell-injector inject -f FILE [-o json|yaml] [--config FILE] "
-            "[--namespace NS]\n"
-            "\n"
-            "Prints FILE (YAML or JSON; '-' for standard input) with the Nutshell sidecar\n"
-            "injected into every Pod and pod template (Deployment, StatefulSet, DaemonSet,\n"
-            "ReplicaSet, Job, CronJob, List). Other objects pass through unchanged.\n"
-            "\n"
-            "  -f, --filename FILE   manifest to inject\n"
-            "  -o, --output FORMAT   json or yaml (default: the input's format)\n"
-            "      --config FILE     injector config (default: built-in defaults)\n"
-            "  -n, --namespace NS    namespace for objects that name none\n");
+    fprintf(f, "usage: nutshell-injector inject -f FILE [-o json|yaml] [--config FILE] "
+               "[--namespace NS]\n"
+               "\n"
+               "Prints FILE (YAML or JSON; '-' for standard input) with the Nutshell sidecar\n"
+               "injected into every Pod and pod template (Deployment, StatefulSet, DaemonSet,\n"
+               "ReplicaSet, Job, CronJob, List). Other objects pass through unchanged.\n"
+               "\n"
+               "  -f, --filename FILE   manifest to inject\n"
+               "  -o, --output FORMAT   json or yaml (default: the input's format)\n"
+               "      --config FILE     injector config (default: built-in defaults)\n"
+               "  -n, --namespace NS    namespace for objects that name none\n");
 }
 
 int inj_cli_main(int argc, char **argv)
@@ -229,7 +228,8 @@ int inj_cli_main(int argc, char **argv)
             config = optarg;
             break;
         case 'n':
-            namespace = optarg;
+            namespace
+            = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -252,8 +252,8 @@ int inj_cli_main(int argc, char **argv)
     }
     char *text;
     size_t len;
-    int rc = ns_read_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, MANIFEST_MAX, &text, &len,
-                          &err);
+    int rc =
+        ns_read_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, MANIFEST_MAX, &text, &len, &err);
     if (rc) {
         fprintf(stderr, "nutshell-injector: %s\n", err.msg);
         return 1;

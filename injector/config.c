@@ -137,8 +137,8 @@ int inj_config_parse(inj_config *cfg, const char *json, size_t len, ns_err *err)
     if (!rc)
         rc = take_resources(proxy, "proxy.resources.", &c.proxy_resources, err);
     if (!rc)
-        rc = take_str(init, "image", "init.", c.init_image, sizeof(c.init_image),
-                      inj_image_valid, err);
+        rc = take_str(init, "image", "init.", c.init_image, sizeof(c.init_image), inj_image_valid,
+                      err);
     if (!rc)
         rc = take_resources(init, "init.resources.", &c.init_resources, err);
     if (!rc)

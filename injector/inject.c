@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VOLUME_TMP "nutshell-proxy-tmp"
+#define VOLUME_TMP     "nutshell-proxy-tmp"
 #define VOLUME_PODINFO "nutshell-podinfo"
 
 static const char *const excluded_namespaces[] = {"kube-system", "kube-public", "kube-node-lease",
@@ -179,7 +179,8 @@ static cJSON *proxy_container(const inj_config *cfg, const inj_settings *s, bool
          cJSON_AddItemToArray(env, env_field("POD_NAMESPACE", "metadata.namespace")) &&
          cJSON_AddItemToArray(env, env_field("POD_IP", "status.podIP")) &&
          cJSON_AddItemToArray(env, env_field("SERVICE_ACCOUNT", "spec.serviceAccountName")) &&
-         cJSON_AddItemToArray(env, env_value("NUTSHELL_DISCOVERY_ADDRESS", cfg->discovery_address)) &&
+         cJSON_AddItemToArray(env,
+                              env_value("NUTSHELL_DISCOVERY_ADDRESS", cfg->discovery_address)) &&
          cJSON_AddItemToArray(env, env_value("NUTSHELL_REVISION", cfg->revision));
     /* cJSON_AddItemToArray(NULL item) fails, so a failed env_* shows up here */
     if (ok) {
@@ -306,11 +307,13 @@ static void warn_reserved_ports(const inj_config *cfg, const cJSON *containers, 
     cJSON_ArrayForEach(c, containers)
     {
         const cJSON *p;
-        cJSON_ArrayForEach(p, (cJSON_IsArray(ns_json_get(c, "ports")) ? ns_json_get(c, "ports") : NULL))
+        cJSON_ArrayForEach(
+            p, (cJSON_IsArray(ns_json_get(c, "ports")) ? ns_json_get(c, "ports") : NULL))
         {
             const cJSON *num = ns_json_get(p, "containerPort");
             int port = cJSON_IsNumber(num) ? num->valueint : 0;
-            if (port == cfg->outbound_port || port == cfg->inbound_port || port == cfg->admin_port) {
+            if (port == cfg->outbound_port || port == cfg->inbound_port ||
+                port == cfg->admin_port) {
                 const char *name = ns_json_str(c, "name");
                 char msg[320];
                 snprintf(msg, sizeof(msg),
@@ -400,8 +403,9 @@ static int build_patch(const inj_config *cfg, const cJSON *pod, const inj_settin
     if (!cJSON_IsObject(meta)) {
         cJSON *m = cJSON_CreateObject();
         cJSON *a = m ? cJSON_AddObjectToObject(m, "annotations") : NULL;
-        rc = a && cJSON_AddStringToObject(a, INJ_STATUS_ANNOTATION, status) ? ns_patch_add(ops, "/metadata", m)
-                                                                        : (cJSON_Delete(m), -ENOMEM);
+        rc = a && cJSON_AddStringToObject(a, INJ_STATUS_ANNOTATION, status)
+                 ? ns_patch_add(ops, "/metadata", m)
+                 : (cJSON_Delete(m), -ENOMEM);
     } else if (!cJSON_IsObject(ns_json_get(meta, "annotations"))) {
         cJSON *a = cJSON_CreateObject();
         rc = a && cJSON_AddStringToObject(a, INJ_STATUS_ANNOTATION, status)
@@ -427,7 +431,8 @@ int inj_pod(const inj_config *cfg, const cJSON *pod, const char *namespace, inj_
     if (!cJSON_IsObject(pod) || !cJSON_IsObject(spec) || !cJSON_IsArray(containers) ||
         cJSON_GetArraySize(containers) == 0) {
         out->outcome = INJ_REJECTED;
-        snprintf(out->reason, sizeof(out->reason), "object is not a pod: spec.containers is missing");
+        snprintf(out->reason, sizeof(out->reason),
+                 "object is not a pod: spec.containers is missing");
         return 0;
     }
     const cJSON *inits = ns_json_get(spec, "initContainers");

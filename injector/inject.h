@@ -14,10 +14,10 @@
 
 #include <cjson/cJSON.h>
 
-#define INJ_INIT_NAME "nutshell-init"
-#define INJ_PROXY_NAME "nutshell-proxy"
+#define INJ_INIT_NAME         "nutshell-init"
+#define INJ_PROXY_NAME        "nutshell-proxy"
 #define INJ_STATUS_ANNOTATION "nutshell.io/status"
-#define INJ_INJECT_LABEL "nutshell.io/inject"
+#define INJ_INJECT_LABEL      "nutshell.io/inject"
 
 typedef enum inj_outcome {
     INJ_PATCHED,  /* patch holds the operations to apply */

@@ -33,13 +33,21 @@ struct inj_server {
 static ns_metrics metrics = NS_METRICS_INIT;
 
 static ns_metric m_reviews[] = {
-    {.name = "nutshell_injector_reviews_total", .help = "AdmissionReviews answered, by result.",
-     .labels = "result=\"injected\"", .type = NS_METRIC_COUNTER},
-    {.name = "nutshell_injector_reviews_total", .help = "", .labels = "result=\"skipped\"",
+    {.name = "nutshell_injector_reviews_total",
+     .help = "AdmissionReviews answered, by result.",
+     .labels = "result=\"injected\"",
      .type = NS_METRIC_COUNTER},
-    {.name = "nutshell_injector_reviews_total", .help = "", .labels = "result=\"rejected\"",
+    {.name = "nutshell_injector_reviews_total",
+     .help = "",
+     .labels = "result=\"skipped\"",
      .type = NS_METRIC_COUNTER},
-    {.name = "nutshell_injector_reviews_total", .help = "", .labels = "result=\"invalid\"",
+    {.name = "nutshell_injector_reviews_total",
+     .help = "",
+     .labels = "result=\"rejected\"",
+     .type = NS_METRIC_COUNTER},
+    {.name = "nutshell_injector_reviews_total",
+     .help = "",
+     .labels = "result=\"invalid\"",
      .type = NS_METRIC_COUNTER},
 };
 static ns_metric m_duration = {.name = "nutshell_injector_review_duration_seconds",
@@ -315,11 +323,16 @@ static void usage(FILE *f)
 int inj_serve_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},     {"metrics-listen", required_argument, NULL, 'm'},
-        {"tls-cert", required_argument, NULL, 'c'},   {"tls-key", required_argument, NULL, 'k'},
-        {"config", required_argument, NULL, 'f'},     {"threads", required_argument, NULL, 't'},
-        {"log-level", required_argument, NULL, 'L'},  {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},
+        {"metrics-listen", required_argument, NULL, 'm'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'k'},
+        {"config", required_argument, NULL, 'f'},
+        {"threads", required_argument, NULL, 't'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *listen = "0.0.0.0:9443", *mlisten = "0.0.0.0:9090";
     inj_server_opts o = {.config_path = "/etc/nutshell/injector/config.json", .threads = 2};

@@ -21,8 +21,7 @@ typedef struct ns_err {
 
 /* Records `code` and a printf-style message in `err` (if not NULL) and returns `code`,
  * so that a failure path reads `return ns_errorf(err, -EINVAL, "bad port %s", s);`. */
-int ns_errorf(ns_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int ns_errorf(ns_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Clears `err` (if not NULL) to "no error". */
 void ns_err_clear(ns_err *err);

@@ -53,10 +53,12 @@ static int tls_gen_from_pair(const ns_tls_pair *pair, tls_gen **out, ns_err *err
     tls_gen *g = calloc(1, sizeof(*g));
     if (!g)
         return -ENOMEM;
-    gnutls_datum_t cert = {.data = (unsigned char *)pair->cert_pem, .size = (unsigned)pair->cert_len};
+    gnutls_datum_t cert = {.data = (unsigned char *)pair->cert_pem,
+                           .size = (unsigned)pair->cert_len};
     gnutls_datum_t key = {.data = (unsigned char *)pair->key_pem, .size = (unsigned)pair->key_len};
     g->npcerts = 8;
-    int r = gnutls_pcert_list_import_x509_raw(g->pcerts, &g->npcerts, &cert, GNUTLS_X509_FMT_PEM, 0);
+    int r =
+        gnutls_pcert_list_import_x509_raw(g->pcerts, &g->npcerts, &cert, GNUTLS_X509_FMT_PEM, 0);
     if (r < 0) {
         g->npcerts = 0;
         tls_gen_free(g);
@@ -146,9 +148,8 @@ typedef struct request_state {
 static enum MHD_Result queue(struct MHD_Connection *c, int status, const char *ctype, char *body,
                              size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                           : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -243,7 +244,8 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /* libmicrohttpd hands us printf-style messages; they go out as debug log lines. */
-static void mhd_log_cb(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
 {
@@ -264,7 +266,8 @@ static int reload_locked(ns_http_server *s, bool force, ns_err *err)
         rc = ns_file_stamp_get(s->cfg.key_file, &ks);
     if (rc)
         return ns_errorf(err, rc, "cannot stat TLS files: %s", strerror(-rc));
-    if (!force && ns_file_stamp_equal(&cs, &s->cert_stamp) && ns_file_stamp_equal(&ks, &s->key_stamp))
+    if (!force && ns_file_stamp_equal(&cs, &s->cert_stamp) &&
+        ns_file_stamp_equal(&ks, &s->key_stamp))
         return 0;
 
     ns_tls_pair pair;
@@ -315,7 +318,8 @@ static void *reloader_main(void *arg)
         if (rc == 1)
             ns_log(NS_LOG_INFO, "reloaded TLS certificate", "cert", s->cfg.cert_file, NULL);
         else if (rc < 0)
-            ns_log(NS_LOG_WARN, "kept serving the previous TLS certificate", "reason", err.msg, NULL);
+            ns_log(NS_LOG_WARN, "kept serving the previous TLS certificate", "reason", err.msg,
+                   NULL);
         pthread_mutex_lock(&s->stop_lock);
     }
     pthread_mutex_unlock(&s->stop_lock);
@@ -409,8 +413,8 @@ int ns_http_start(const ns_http_config *cfg, ns_http_server **out, ns_err *err)
         opts[i] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES};
         opts[i + 1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)cert_cb};
     }
-    s->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, access_cb, s, MHD_OPTION_ARRAY,
-                                 opts, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, access_cb, s, MHD_OPTION_ARRAY, opts,
+                                 MHD_OPTION_END);
     if (!s->daemon) {
         rc = ns_errorf(err, -EADDRINUSE, "cannot listen on %s:%u (in use, or not permitted)",
                        cfg->host, cfg->port);

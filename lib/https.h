@@ -32,15 +32,15 @@ typedef struct ns_http_response {
 typedef void (*ns_http_handler_cb)(void *ctx, const ns_http_request *req, ns_http_response *resp);
 
 typedef struct ns_http_config {
-    const char *host;       /* address to bind, e.g. "0.0.0.0", "127.0.0.1", "::" */
-    uint16_t port;          /* 0 picks a free port (see ns_http_port) */
-    const char *cert_file;  /* both NULL: plain HTTP */
+    const char *host;      /* address to bind, e.g. "0.0.0.0", "127.0.0.1", "::" */
+    uint16_t port;         /* 0 picks a free port (see ns_http_port) */
+    const char *cert_file; /* both NULL: plain HTTP */
     const char *key_file;
-    unsigned reload_ms;     /* how often to look at the TLS files; 0 means 1000 */
-    size_t max_body;        /* larger bodies get 413; 0 means 1 MiB */
-    unsigned threads;       /* worker threads; 0 means 1 */
-    unsigned idle_timeout_s;   /* closes idle or stalled connections; 0 means 30 */
-    unsigned max_connections;  /* 0 means 1024 */
+    unsigned reload_ms;       /* how often to look at the TLS files; 0 means 1000 */
+    size_t max_body;          /* larger bodies get 413; 0 means 1 MiB */
+    unsigned threads;         /* worker threads; 0 means 1 */
+    unsigned idle_timeout_s;  /* closes idle or stalled connections; 0 means 30 */
+    unsigned max_connections; /* 0 means 1024 */
     ns_http_handler_cb handler;
     void *ctx;
 } ns_http_config;

@@ -287,7 +287,9 @@ static int apply_one(cJSON **doc, const cJSON *op, ns_err *err, int i)
         cJSON *v;
         if (!strcmp(name, "move")) {
             if (!strcmp(from, path))
-                return lookup(*doc, from) ? 0 : ns_errorf(err, -EINVAL, "operation %d: no value at %s", i, from);
+                return lookup(*doc, from)
+                           ? 0
+                           : ns_errorf(err, -EINVAL, "operation %d: no value at %s", i, from);
             v = detach(*doc, from);
         } else {
             cJSON *src = lookup(*doc, from);

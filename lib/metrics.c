@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const double ns_latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                     0.01,   0.025,   0.05,   0.1,   0.5,    1,   10};
+const double ns_latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,    0.1,    0.5,   1,      10};
 const size_t ns_latency_buckets_len = sizeof(ns_latency_buckets) / sizeof(ns_latency_buckets[0]);
 
 static const char *type_name(ns_metric_type t)

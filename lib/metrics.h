@@ -45,7 +45,10 @@ typedef struct ns_metrics {
     ns_metric *head;
 } ns_metrics;
 
-#define NS_METRICS_INIT {.lock = PTHREAD_MUTEX_INITIALIZER, .head = NULL}
+#define NS_METRICS_INIT                                                                            \
+    {                                                                                              \
+        .lock = PTHREAD_MUTEX_INITIALIZER, .head = NULL                                            \
+    }
 
 /* Adds `m` to `reg`, next to other series of the same family. `m` must outlive `reg`. */
 void ns_metrics_register(ns_metrics *reg, ns_metric *m);

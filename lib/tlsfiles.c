@@ -109,8 +109,8 @@ int ns_file_stamp_get(const char *path, ns_file_stamp *out)
     struct stat st;
     if (stat(path, &st) != 0)
         return -errno;
-    *out = (ns_file_stamp){.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
-                           .mtime = st.st_mtim};
+    *out = (ns_file_stamp){
+        .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim};
     return 0;
 }
 
@@ -138,8 +138,8 @@ static char *dup_bytes(const char *p, size_t n)
     return d;
 }
 
-int ns_tls_pair_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem,
-                         size_t key_len, ns_tls_pair *out, ns_err *err)
+int ns_tls_pair_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                         ns_tls_pair *out, ns_err *err)
 {
     int rc = 0;
     X509 *leaf = NULL;

@@ -29,8 +29,8 @@ typedef struct ns_tls_pair {
 int ns_tls_pair_load(const char *cert_file, const char *key_file, ns_tls_pair *out, ns_err *err);
 
 /* Same, from PEM text in memory. */
-int ns_tls_pair_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem,
-                         size_t key_len, ns_tls_pair *out, ns_err *err);
+int ns_tls_pair_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                         ns_tls_pair *out, ns_err *err);
 
 void ns_tls_pair_free(ns_tls_pair *p);
 

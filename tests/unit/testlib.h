@@ -29,24 +29,24 @@ char *ns_test_read(const char *relpath);
 int ns_test_write(const char *relpath, const char *text);
 
 /* Assertions that say what they saw, not only that they failed. */
-#define NS_ASSERT_STR_EQ(actual, expected)                                                      \
-    do {                                                                                       \
-        const char *a_ = (actual), *e_ = (expected);                                            \
-        int ok_ = a_ && e_ && strcmp(a_, e_) == 0;                                              \
-        if (!ok_)                                                                              \
-            fprintf(stderr, "\n  %s:%d: expected \"%s\"\n  %*s got      \"%s\"\n", __FILE__,     \
-                    __LINE__, e_ ? e_ : "(null)", (int)strlen(__FILE__) + 6, "",               \
-                    a_ ? a_ : "(null)");                                                       \
-        CU_ASSERT_TRUE(ok_);                                                                   \
+#define NS_ASSERT_STR_EQ(actual, expected)                                                         \
+    do {                                                                                           \
+        const char *a_ = (actual), *e_ = (expected);                                               \
+        int ok_ = a_ && e_ && strcmp(a_, e_) == 0;                                                 \
+        if (!ok_)                                                                                  \
+            fprintf(stderr, "\n  %s:%d: expected \"%s\"\n  %*s got      \"%s\"\n", __FILE__,       \
+                    __LINE__, e_ ? e_ : "(null)", (int)strlen(__FILE__) + 6, "",                   \
+                    a_ ? a_ : "(null)");                                                           \
+        CU_ASSERT_TRUE(ok_);                                                                       \
     } while (0)
 
-#define NS_ASSERT_INT_EQ(actual, expected)                                                      \
-    do {                                                                                       \
-        long long a_ = (long long)(actual), e_ = (long long)(expected);                         \
-        if (a_ != e_)                                                                          \
-            fprintf(stderr, "\n  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__,       \
-                    #actual, a_, e_);                                                          \
-        CU_ASSERT_EQUAL(a_, e_);                                                               \
+#define NS_ASSERT_INT_EQ(actual, expected)                                                         \
+    do {                                                                                           \
+        long long a_ = (long long)(actual), e_ = (long long)(expected);                            \
+        if (a_ != e_)                                                                              \
+            fprintf(stderr, "\n  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #actual, \
+                    a_, e_);                                                                       \
+        CU_ASSERT_EQUAL(a_, e_);                                                                   \
     } while (0)
 
 #endif

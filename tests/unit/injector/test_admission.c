@@ -53,7 +53,8 @@ static void test_injects_and_echoes_uid(void)
     ns_err err = {0};
     NS_ASSERT_INT_EQ(ns_patch_apply(&pod, patch, &err), 0);
     CU_ASSERT_TRUE(cJSON_IsArray(ns_json_path(pod, "spec", "initContainers", NULL)));
-    CU_ASSERT_PTR_NOT_NULL(ns_json_path(pod, "metadata", "annotations", "nutshell.io/status", NULL));
+    CU_ASSERT_PTR_NOT_NULL(
+        ns_json_path(pod, "metadata", "annotations", "nutshell.io/status", NULL));
     NS_ASSERT_INT_EQ(cJSON_GetArraySize(ns_json_path(pod, "spec", "containers", NULL)), 2);
     cJSON_Delete(pod);
     cJSON_Delete(in);

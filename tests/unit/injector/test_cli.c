@@ -33,7 +33,8 @@ static void test_yaml_deployment_and_service(void)
     const cJSON *tmpl = ns_json_path(dep, "spec", "template", NULL);
     NS_ASSERT_INT_EQ(cJSON_GetArraySize(ns_json_path(tmpl, "spec", "containers", NULL)), 2);
     NS_ASSERT_STR_EQ(
-        ns_json_str(cJSON_GetArrayItem(ns_json_path(tmpl, "spec", "initContainers", NULL), 0), "name"),
+        ns_json_str(cJSON_GetArrayItem(ns_json_path(tmpl, "spec", "initContainers", NULL), 0),
+                    "name"),
         "nutshell-init");
     CU_ASSERT_PTR_NOT_NULL(
         ns_json_path(tmpl, "metadata", "annotations", "nutshell.io/status", NULL));
@@ -78,11 +79,13 @@ static void test_json_list_and_cronjob(void)
     const cJSON *items = ns_json_get(list, "items");
     NS_ASSERT_INT_EQ(cJSON_GetArraySize(items), 3);
     NS_ASSERT_INT_EQ(
-        cJSON_GetArraySize(ns_json_path(cJSON_GetArrayItem(items, 0), "spec", "containers", NULL)), 2);
+        cJSON_GetArraySize(ns_json_path(cJSON_GetArrayItem(items, 0), "spec", "containers", NULL)),
+        2);
     const cJSON *job = ns_json_path(cJSON_GetArrayItem(items, 1), "spec", "jobTemplate", "spec",
                                     "template", "spec", NULL);
     NS_ASSERT_INT_EQ(cJSON_GetArraySize(ns_json_get(job, "containers")), 2);
-    NS_ASSERT_STR_EQ(ns_json_path_str(cJSON_GetArrayItem(items, 2), "metadata", "name", NULL), "cm");
+    NS_ASSERT_STR_EQ(ns_json_path_str(cJSON_GetArrayItem(items, 2), "metadata", "name", NULL),
+                     "cm");
     cJSON_Delete(list);
     ns_buf_free(&out);
     ns_buf_free(&notes);

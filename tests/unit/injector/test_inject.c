@@ -110,16 +110,46 @@ static void golden_case(const char *name)
     cJSON_Delete(pod);
 }
 
-static void test_minimal(void) { golden_case("minimal"); }
-static void test_no_metadata(void) { golden_case("no-metadata"); }
-static void test_existing_init(void) { golden_case("existing-init"); }
-static void test_multi_container(void) { golden_case("multi-container"); }
-static void test_native(void) { golden_case("native"); }
-static void test_native_hold(void) { golden_case("native-hold"); }
-static void test_hold(void) { golden_case("hold"); }
-static void test_overrides(void) { golden_case("overrides"); }
-static void test_bookinfo(void) { golden_case("bookinfo-productpage"); }
-static void test_config_native(void) { golden_case("config-native"); }
+static void test_minimal(void)
+{
+    golden_case("minimal");
+}
+static void test_no_metadata(void)
+{
+    golden_case("no-metadata");
+}
+static void test_existing_init(void)
+{
+    golden_case("existing-init");
+}
+static void test_multi_container(void)
+{
+    golden_case("multi-container");
+}
+static void test_native(void)
+{
+    golden_case("native");
+}
+static void test_native_hold(void)
+{
+    golden_case("native-hold");
+}
+static void test_hold(void)
+{
+    golden_case("hold");
+}
+static void test_overrides(void)
+{
+    golden_case("overrides");
+}
+static void test_bookinfo(void)
+{
+    golden_case("bookinfo-productpage");
+}
+static void test_config_native(void)
+{
+    golden_case("config-native");
+}
 
 /* Runs a case that must not be patched; returns its reason for the caller to check. */
 static void not_patched(const char *name, const char *ns, inj_outcome want, const char *reason_has)
@@ -183,10 +213,13 @@ static void test_warnings(void)
 
 static void test_not_a_pod(void)
 {
-    static const char *const shapes[] = {
-        "{}", "{\"spec\":{}}", "{\"spec\":{\"containers\":[]}}", "{\"spec\":{\"containers\":5}}",
-        "[]", "{\"spec\":{\"containers\":[{}],\"initContainers\":{}}}",
-        "{\"spec\":{\"containers\":[{}],\"volumes\":\"x\"}}"};
+    static const char *const shapes[] = {"{}",
+                                         "{\"spec\":{}}",
+                                         "{\"spec\":{\"containers\":[]}}",
+                                         "{\"spec\":{\"containers\":5}}",
+                                         "[]",
+                                         "{\"spec\":{\"containers\":[{}],\"initContainers\":{}}}",
+                                         "{\"spec\":{\"containers\":[{}],\"volumes\":\"x\"}}"};
     inj_config cfg;
     inj_config_defaults(&cfg);
     for (size_t i = 0; i < sizeof(shapes) / sizeof(*shapes); i++) {

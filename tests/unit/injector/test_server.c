@@ -95,8 +95,12 @@ static int mint(ns_tls_pair *ca, ns_tls_pair *leaf, const char *cn)
 
 static inj_server *start(void)
 {
-    inj_server_opts o = {.host = "127.0.0.1", .metrics_host = "127.0.0.1", .cert_file = cert_path,
-                         .key_file = key_path, .threads = 2, .reload_ms = 100};
+    inj_server_opts o = {.host = "127.0.0.1",
+                         .metrics_host = "127.0.0.1",
+                         .cert_file = cert_path,
+                         .key_file = key_path,
+                         .threads = 2,
+                         .reload_ms = 100};
     inj_server *s = NULL;
     ns_err err = {0};
     int rc = inj_server_start(&o, &s, &err);
@@ -136,7 +140,10 @@ static void test_reviews_and_errors(void)
     snprintf(url, sizeof(url), "https://127.0.0.1:%u/inject", inj_server_port(s));
     CURL *h = curl_easy_init();
 
-    call ok = {.url = url, .cafile = ca1_path, .ctype = "application/json", .body = review_body,
+    call ok = {.url = url,
+               .cafile = ca1_path,
+               .ctype = "application/json",
+               .body = review_body,
                .body_len = strlen(review_body)};
     perform(h, &ok);
     NS_ASSERT_INT_EQ(ok.rc, CURLE_OK);
@@ -148,8 +155,11 @@ static void test_reviews_and_errors(void)
     ns_buf_free(&ok.resp);
 
     /* an untrusted client CA must not verify our certificate */
-    call untrusted = {.url = url, .cafile = key_path, .ctype = "application/json",
-                      .body = review_body, .body_len = strlen(review_body)};
+    call untrusted = {.url = url,
+                      .cafile = key_path,
+                      .ctype = "application/json",
+                      .body = review_body,
+                      .body_len = strlen(review_body)};
     perform(h, &untrusted);
     CU_ASSERT_NOT_EQUAL(untrusted.rc, CURLE_OK);
     ns_buf_free(&untrusted.resp);
@@ -167,8 +177,12 @@ static void test_reviews_and_errors(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         char u[128];
         snprintf(u, sizeof(u), "https://127.0.0.1:%u%s", inj_server_port(s), cases[i].path);
-        call c = {.method = cases[i].method, .url = u, .cafile = ca1_path, .ctype = cases[i].ctype,
-                  .body = cases[i].body, .body_len = cases[i].len};
+        call c = {.method = cases[i].method,
+                  .url = u,
+                  .cafile = ca1_path,
+                  .ctype = cases[i].ctype,
+                  .body = cases[i].body,
+                  .body_len = cases[i].len};
         perform(h, &c);
         NS_ASSERT_INT_EQ(c.status, cases[i].want);
         ns_buf_free(&c.resp);
@@ -178,7 +192,10 @@ static void test_reviews_and_errors(void)
     size_t big_len = 4u << 20;
     char *big = malloc(big_len);
     memset(big, ' ', big_len);
-    call huge = {.url = url, .cafile = ca1_path, .ctype = "application/json", .body = big,
+    call huge = {.url = url,
+                 .cafile = ca1_path,
+                 .ctype = "application/json",
+                 .body = big,
                  .body_len = big_len};
     perform(h, &huge);
     NS_ASSERT_INT_EQ(huge.status, 413);
@@ -196,10 +213,10 @@ static void test_reviews_and_errors(void)
     NS_ASSERT_INT_EQ(metrics.status, 200);
     CU_ASSERT_PTR_NOT_NULL(
         strstr(ns_buf_cstr(&metrics.resp), "nutshell_injector_reviews_total{result=\"injected\"}"));
-    CU_ASSERT_PTR_NOT_NULL(
-        strstr(ns_buf_cstr(&metrics.resp), "nutshell_injector_reviews_total{result=\"invalid\"} 1"));
-    CU_ASSERT_PTR_NOT_NULL(
-        strstr(ns_buf_cstr(&metrics.resp), "nutshell_injector_certificate_expiry_timestamp_seconds 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ns_buf_cstr(&metrics.resp),
+                                  "nutshell_injector_reviews_total{result=\"invalid\"} 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ns_buf_cstr(&metrics.resp),
+                                  "nutshell_injector_certificate_expiry_timestamp_seconds 1"));
     ns_buf_free(&metrics.resp);
 
     curl_easy_cleanup(h);
@@ -223,8 +240,11 @@ static void *traffic_main(void *arg)
     traffic *t = arg;
     CURL *h = curl_easy_init();
     for (int i = 0; i < 2000 && !t->stop; i++) {
-        call c = {.url = t->url, .cafile = both_path, .ctype = "application/json",
-                  .body = review_body, .body_len = strlen(review_body)};
+        call c = {.url = t->url,
+                  .cafile = both_path,
+                  .ctype = "application/json",
+                  .body = review_body,
+                  .body_len = strlen(review_body)};
         perform(h, &c);
         curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
         t->sent++;
@@ -268,7 +288,10 @@ static void test_certificate_rotation_under_traffic(void)
     CURL *h = curl_easy_init();
     bool switched = false;
     for (int i = 0; i < 50 && !switched; i++) {
-        call c = {.url = url, .cafile = ca2_path, .ctype = "application/json", .body = review_body,
+        call c = {.url = url,
+                  .cafile = ca2_path,
+                  .ctype = "application/json",
+                  .body = review_body,
                   .body_len = strlen(review_body)};
         perform(h, &c);
         switched = c.rc == CURLE_OK && c.status == 200;

@@ -10,16 +10,16 @@ static void test_quantities(void)
     static const struct {
         const char *in;
         double want;
-    } ok[] = {{"100m", 0.1}, {"1", 1},         {"1.5", 1.5},     {"64Mi", 67108864},
-              {"1G", 1e9},   {"2e3", 2000},    {"0.5Gi", 536870912}, {"+3k", 3000},
-              {"250u", 0.00025}};
+    } ok[] = {{"100m", 0.1},        {"1", 1},      {"1.5", 1.5},
+              {"64Mi", 67108864},   {"1G", 1e9},   {"2e3", 2000},
+              {"0.5Gi", 536870912}, {"+3k", 3000}, {"250u", 0.00025}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(*ok); i++) {
         double v = -1;
         NS_ASSERT_INT_EQ(inj_quantity_parse(ok[i].in, &v), 0);
         CU_ASSERT_TRUE(fabs(v - ok[i].want) < 1e-9 * (ok[i].want + 1));
     }
-    static const char *const bad[] = {"", "m", "1mm", "lots", "1.2.3", ".", "-1", "1 Mi", "Mi1",
-                                      "1KiB"};
+    static const char *const bad[] = {"",  "m",  "1mm",  "lots", "1.2.3",
+                                      ".", "-1", "1 Mi", "Mi1",  "1KiB"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         double v;
         if (inj_quantity_parse(bad[i], &v) == 0)
@@ -68,7 +68,8 @@ static void test_config(void)
     CU_ASSERT_TRUE(cfg.native_sidecar);
 
     /* a bad value names its key and changes nothing */
-    const char *bad = "{\"proxy\":{\"image\":\"z:2\",\"resources\":{\"limits\":{\"memory\":\"big\"}}}}";
+    const char *bad =
+        "{\"proxy\":{\"image\":\"z:2\",\"resources\":{\"limits\":{\"memory\":\"big\"}}}}";
     NS_ASSERT_INT_EQ(inj_config_parse(&cfg, bad, strlen(bad), &err), -EINVAL);
     NS_ASSERT_STR_EQ(err.msg, "config proxy.resources.memory: invalid value");
     NS_ASSERT_STR_EQ(cfg.proxy_image, "x/y:1");

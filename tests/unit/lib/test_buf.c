@@ -25,7 +25,8 @@ static void test_json_string(void)
 {
     ns_buf b;
     ns_buf_init(&b);
-    ns_buf_json_string(&b, "a\"b\\c\nd\x01" "e");
+    ns_buf_json_string(&b, "a\"b\\c\nd\x01"
+                           "e");
     NS_ASSERT_STR_EQ(ns_buf_cstr(&b), "\"a\\\"b\\\\c\\nd\\u0001e\"");
     ns_buf_free(&b);
 }

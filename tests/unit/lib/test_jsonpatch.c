@@ -70,13 +70,15 @@ static void test_rfc6902_examples(void)
           "{\"baz\":\"qux\",\"foo\":[\"a\",2,\"c\"]}", 0);
     check("{\"baz\":\"qux\"}", "[{\"op\":\"test\",\"path\":\"/baz\",\"value\":\"bar\"}]", NULL,
           -ECANCELED);
-    check("{\"foo\":\"bar\"}", "[{\"op\":\"add\",\"path\":\"/child\",\"value\":{\"grandchild\":{}}}]",
+    check("{\"foo\":\"bar\"}",
+          "[{\"op\":\"add\",\"path\":\"/child\",\"value\":{\"grandchild\":{}}}]",
           "{\"foo\":\"bar\",\"child\":{\"grandchild\":{}}}", 0);
     check("{\"foo\":\"bar\"}", "[{\"op\":\"add\",\"path\":\"/baz/bat\",\"value\":\"qux\"}]", NULL,
           -EINVAL);
     check("{\"/\":9,\"~1\":10}", "[{\"op\":\"test\",\"path\":\"/~01\",\"value\":10}]",
           "{\"/\":9,\"~1\":10}", 0);
-    check("{\"foo\":[\"bar\"]}", "[{\"op\":\"add\",\"path\":\"/foo/-\",\"value\":[\"abc\",\"def\"]}]",
+    check("{\"foo\":[\"bar\"]}",
+          "[{\"op\":\"add\",\"path\":\"/foo/-\",\"value\":[\"abc\",\"def\"]}]",
           "{\"foo\":[\"bar\",[\"abc\",\"def\"]]}", 0);
     check("{\"foo\":\"bar\"}", "[{\"op\":\"copy\",\"from\":\"/foo\",\"path\":\"/baz\"}]",
           "{\"foo\":\"bar\",\"baz\":\"bar\"}", 0);
@@ -84,9 +86,10 @@ static void test_rfc6902_examples(void)
 
 static void test_escaped_annotation_key(void)
 {
-    check("{\"metadata\":{\"annotations\":{}}}",
-          "[{\"op\":\"add\",\"path\":\"/metadata/annotations/nutshell.io~1status\",\"value\":\"x\"}]",
-          "{\"metadata\":{\"annotations\":{\"nutshell.io/status\":\"x\"}}}", 0);
+    check(
+        "{\"metadata\":{\"annotations\":{}}}",
+        "[{\"op\":\"add\",\"path\":\"/metadata/annotations/nutshell.io~1status\",\"value\":\"x\"}]",
+        "{\"metadata\":{\"annotations\":{\"nutshell.io/status\":\"x\"}}}", 0);
 }
 
 static void test_bad_patches_are_refused_whole(void)
@@ -117,7 +120,8 @@ static void test_builder(void)
     NS_ASSERT_INT_EQ(ns_patch_add(ops, "/x", cJSON_CreateNumber(1)), 0);
     NS_ASSERT_INT_EQ(ns_patch_op(ops, "remove", "/y", NULL), 0);
     char *s = cJSON_PrintUnformatted(ops);
-    NS_ASSERT_STR_EQ(s, "[{\"op\":\"add\",\"path\":\"/x\",\"value\":1},{\"op\":\"remove\",\"path\":\"/y\"}]");
+    NS_ASSERT_STR_EQ(
+        s, "[{\"op\":\"add\",\"path\":\"/x\",\"value\":1},{\"op\":\"remove\",\"path\":\"/y\"}]");
     free(s);
     cJSON_Delete(ops);
 }

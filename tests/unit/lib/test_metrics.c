@@ -5,14 +5,17 @@
 static void test_render(void)
 {
     static ns_metrics reg = NS_METRICS_INIT;
-    static ns_metric ok = {.name = "x_total", .help = "X.", .labels = "code=\"200\"",
-                           .type = NS_METRIC_COUNTER};
+    static ns_metric ok = {
+        .name = "x_total", .help = "X.", .labels = "code=\"200\"", .type = NS_METRIC_COUNTER};
     static ns_metric g = {.name = "y", .help = "Y.", .type = NS_METRIC_GAUGE};
-    static ns_metric bad = {.name = "x_total", .help = "", .labels = "code=\"500\"",
-                            .type = NS_METRIC_COUNTER};
+    static ns_metric bad = {
+        .name = "x_total", .help = "", .labels = "code=\"500\"", .type = NS_METRIC_COUNTER};
     static const double bounds[] = {0.001, 0.01};
-    static ns_metric h = {.name = "lat_seconds", .help = "L.", .type = NS_METRIC_HISTOGRAM,
-                          .bounds = bounds, .nbounds = 2};
+    static ns_metric h = {.name = "lat_seconds",
+                          .help = "L.",
+                          .type = NS_METRIC_HISTOGRAM,
+                          .bounds = bounds,
+                          .nbounds = 2};
     ns_metrics_register(&reg, &ok);
     ns_metrics_register(&reg, &g);
     ns_metrics_register(&reg, &bad); /* must land next to its family */

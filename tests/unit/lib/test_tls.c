@@ -13,16 +13,16 @@ static void test_mint_and_verify_pair(void)
     NS_ASSERT_INT_EQ(ns_tls_mint(&ca_req, NULL, &ca, &err), 0);
     static const char *const dns[] = {"nutshell-injector.nutshell-system.svc", NULL};
     static const char *const ips[] = {"127.0.0.1", NULL};
-    ns_cert_request leaf_req = {.common_name = "injector", .dns_names = dns, .ip_addrs = ips,
-                                .valid_days = 1};
+    ns_cert_request leaf_req = {
+        .common_name = "injector", .dns_names = dns, .ip_addrs = ips, .valid_days = 1};
     NS_ASSERT_INT_EQ(ns_tls_mint(&leaf_req, &ca, &leaf, &err), 0);
     NS_ASSERT_INT_EQ(ns_tls_mint(&leaf_req, &ca, &other, &err), 0);
     time_t day = time(NULL) + 86400;
     CU_ASSERT_TRUE(leaf.not_after > day - 600 && leaf.not_after <= day + 600);
 
     ns_tls_pair loaded;
-    NS_ASSERT_INT_EQ(ns_tls_pair_from_pem(leaf.cert_pem, leaf.cert_len, leaf.key_pem,
-                                          leaf.key_len, &loaded, &err),
+    NS_ASSERT_INT_EQ(ns_tls_pair_from_pem(leaf.cert_pem, leaf.cert_len, leaf.key_pem, leaf.key_len,
+                                          &loaded, &err),
                      0);
     ns_tls_pair_free(&loaded);
 
