@@ -6,7 +6,8 @@
 #   3. starts the local control plane (hack/cluster.sh) unless one is up;
 #   4. runs every suite with ctest: unit, integration (real kube-apiserver), netns (root);
 #   5. runs the unit suites again under the sanitizers, and each fuzz target briefly;
-#   6. prints one closing line "N passed, M failed, K skipped" and exits non-zero on failure.
+#   6. checks style (hack/lint.sh);
+#   7. prints one closing line "N passed, M failed, K skipped" and exits non-zero on failure.
 # Environment: NUTSHELL_FUZZ_SECONDS (default 20 per target), NUTSHELL_SKIP_TOOLS=1 to
 # skip the Kubernetes tools (integration suites then skip themselves).
 set -euo pipefail
@@ -85,6 +86,14 @@ for target in admission yaml; do
   fi
   rm -rf "${corpus}"
 done
+
+step "lint (banned functions, clang-format)"
+if bash hack/lint.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  rc=1
+fi
 
 echo
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"
