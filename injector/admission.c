@@ -1,6 +1,8 @@
 /* admission.c - admission.k8s.io/v1 AdmissionReview handling for Pod CREATE. */
 #include "admission.h"
 
+#include "arena.h"
+#include "buf.h"
 #include "inject.h"
 #include "json.h"
 
@@ -18,45 +20,40 @@ const char *inj_review_result_name(inj_review_result r)
     return names[r];
 }
 
-/* base64 of `in`; caller frees. */
-static char *base64(const char *in, size_t len)
+/* Replies are written as text straight into a malloc'd buffer: building a cJSON tree
+ * around a 4 KB base64 string only to print it again would double the work. */
+
+static void begin_reply(ns_buf *b, const char *uid, bool allowed)
 {
-    size_t out_len = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(out_len);
-    if (out)
-        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
-    return out;
+    ns_buf_puts(b, "{\"apiVersion\":\"" REVIEW_API_VERSION "\",\"kind\":\"AdmissionReview\","
+                   "\"response\":{\"uid\":");
+    ns_buf_json_string(b, uid);
+    ns_buf_puts(b, allowed ? ",\"allowed\":true" : ",\"allowed\":false");
 }
 
-/* Builds {"apiVersion","kind","response":{...}} around `response` (taken). */
-static int finish(inj_review_reply *reply, int http_status, cJSON *response)
+static int end_reply(inj_review_reply *reply, ns_buf *b, int http_status)
 {
-    cJSON *root = cJSON_CreateObject();
-    if (!root || !response || !cJSON_AddStringToObject(root, "apiVersion", REVIEW_API_VERSION) ||
-        !cJSON_AddStringToObject(root, "kind", "AdmissionReview") ||
-        !cJSON_AddItemToObject(root, "response", response)) {
-        cJSON_Delete(root);
-        cJSON_Delete(response);
-        return -ENOMEM;
-    }
-    reply->body = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
+    ns_buf_puts(b, "}}");
+    reply->body_len = b->len;
+    reply->body = ns_buf_take(b);
     if (!reply->body)
         return -ENOMEM;
-    reply->body_len = strlen(reply->body);
     reply->http_status = http_status;
     return 0;
 }
 
-static cJSON *new_response(const char *uid, bool allowed)
+/* Appends `len` bytes of `in` as base64. */
+static void put_base64(ns_buf *b, const char *in, size_t len)
 {
-    cJSON *r = cJSON_CreateObject();
-    if (r && (!cJSON_AddStringToObject(r, "uid", uid) ||
-              !cJSON_AddBoolToObject(r, "allowed", allowed))) {
-        cJSON_Delete(r);
-        return NULL;
+    size_t need = 4 * ((len + 2) / 3);
+    char *tmp = malloc(need + 1);
+    if (!tmp) {
+        b->failed = true;
+        return;
     }
-    return r;
+    EVP_EncodeBlock((unsigned char *)tmp, (const unsigned char *)in, (int)len);
+    ns_buf_append(b, tmp, need);
+    free(tmp);
 }
 
 /* allowed:false with a Status the API server shows to the user verbatim. */
@@ -71,44 +68,48 @@ static int deny(inj_review_reply *reply, int http_status, inj_review_result resu
     vsnprintf(reply->message, sizeof(reply->message), fmt, ap);
     va_end(ap);
     reply->result = result;
-    cJSON *resp = new_response(reply->uid, false);
-    cJSON *status = resp ? cJSON_AddObjectToObject(resp, "status") : NULL;
-    if (!status || !cJSON_AddNumberToObject(status, "code", code) ||
-        !cJSON_AddStringToObject(status, "reason", reason) ||
-        !cJSON_AddStringToObject(status, "message", reply->message)) {
-        cJSON_Delete(resp);
-        return -ENOMEM;
-    }
-    return finish(reply, http_status, resp);
+    ns_buf b;
+    ns_buf_init(&b);
+    begin_reply(&b, reply->uid, false);
+    ns_buf_printf(&b, ",\"status\":{\"code\":%d,\"reason\":", code);
+    ns_buf_json_string(&b, reason);
+    ns_buf_puts(&b, ",\"message\":");
+    ns_buf_json_string(&b, reply->message);
+    ns_buf_putc(&b, '}');
+    return end_reply(reply, &b, http_status);
 }
 
-static int allow(inj_review_reply *reply, inj_review_result result, cJSON *patch, cJSON *warnings)
+static int allow(inj_review_reply *reply, inj_review_result result, const cJSON *patch,
+                 const cJSON *warnings)
 {
     reply->result = result;
-    cJSON *resp = new_response(reply->uid, true);
-    if (!resp)
-        return -ENOMEM;
+    ns_buf b;
+    ns_buf_init(&b);
+    begin_reply(&b, reply->uid, true);
     if (patch) {
-        char *text = cJSON_PrintUnformatted(patch);
-        char *b64 = text ? base64(text, strlen(text)) : NULL;
-        free(text);
-        if (!b64 || !cJSON_AddStringToObject(resp, "patchType", "JSONPatch") ||
-            !cJSON_AddStringToObject(resp, "patch", b64)) {
-            free(b64);
-            cJSON_Delete(resp);
+        /* One pre-sized print instead of cJSON's grow-and-copy. */
+        char *text = cJSON_PrintBuffered(patch, 8192, false);
+        if (!text) {
+            ns_buf_free(&b);
             return -ENOMEM;
         }
-        free(b64);
+        ns_buf_puts(&b, ",\"patchType\":\"JSONPatch\",\"patch\":\"");
+        put_base64(&b, text, strlen(text));
+        ns_buf_putc(&b, '"');
+        cJSON_free(text);
     }
-    if (warnings && cJSON_GetArraySize(warnings) > 0) {
-        cJSON *w = cJSON_Duplicate(warnings, true);
-        if (!w || !cJSON_AddItemToObject(resp, "warnings", w)) {
-            cJSON_Delete(w);
-            cJSON_Delete(resp);
-            return -ENOMEM;
+    if (cJSON_GetArraySize(warnings) > 0) {
+        ns_buf_puts(&b, ",\"warnings\":[");
+        const cJSON *w;
+        cJSON_ArrayForEach(w, warnings)
+        {
+            if (w != warnings->child)
+                ns_buf_putc(&b, ',');
+            ns_buf_json_string(&b, cJSON_IsString(w) ? w->valuestring : "");
         }
+        ns_buf_putc(&b, ']');
     }
-    return finish(reply, 200, resp);
+    return end_reply(reply, &b, 200);
 }
 
 static int allow_with_warning(inj_review_reply *reply, const char *why)
@@ -137,7 +138,7 @@ static void describe_pod(inj_review_reply *reply, const cJSON *req, const cJSON 
     snprintf(reply->pod, sizeof(reply->pod), "%.100s/%.140s", ns ? ns : "", name ? name : "");
 }
 
-int inj_review(const inj_config *cfg, const char *body, size_t len, inj_review_reply *reply)
+static int review(const inj_config *cfg, const char *body, size_t len, inj_review_reply *reply)
 {
     *reply = (inj_review_reply){0};
     cJSON *root = NULL;
@@ -237,5 +238,15 @@ out:
         free(reply->body);
         reply->body = NULL;
     }
+    return rc;
+}
+
+int inj_review(const inj_config *cfg, const char *body, size_t len, inj_review_reply *reply)
+{
+    /* Every cJSON node of the review lives in this thread's arena and goes at once;
+     * the reply body is an ns_buf (malloc) and outlives it. */
+    ns_arena_begin();
+    int rc = review(cfg, body, len, reply);
+    ns_arena_end();
     return rc;
 }

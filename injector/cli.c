@@ -179,7 +179,7 @@ int inj_manifests(const inj_config *cfg, const char *text, size_t len, const cha
                 }
                 ns_buf_puts(out, s);
                 ns_buf_putc(out, '\n');
-                free(s);
+                cJSON_free(s);
             }
         } else {
             rc = ns_yaml_emit_all(docs, out, err);

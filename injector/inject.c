@@ -237,8 +237,8 @@ static cJSON *volumes(void)
                "]}}]");
 }
 
-/* The nutshell.io/status annotation: what was injected, so that a later pass (or a
- * human) can tell an injected pod from a hand-made one and never inject twice. */
+/* The nutshell.io/status annotation (free with cJSON_free): what was injected, so that a later pass
+ * (or a human) can tell an injected pod from a hand-made one and never inject twice. */
 static char *status_json(const inj_config *cfg, bool native)
 {
     static const char *const init_only[] = {INJ_INIT_NAME};
@@ -416,7 +416,7 @@ static int build_patch(const inj_config *cfg, const cJSON *pod, const inj_settin
         rc = ns_patch_add(ops, ns_buf_cstr(&path), cJSON_CreateString(status));
     }
     ns_buf_free(&path);
-    free(status);
+    cJSON_free(status);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include "admission.h"
+#include "arena.h"
 #include "buf.h"
 #include "config.h"
 #include "https.h"
@@ -188,8 +189,11 @@ static void maybe_reload_config(inj_server *inj)
     ns_log(NS_LOG_INFO, "config reloaded", "file", inj->cfg_path, NULL);
 }
 
-static void register_metrics(void)
+/* Process-wide start-up: metrics are statics, and cJSON's allocator hooks are global. */
+static void init_once(void)
 {
+    ns_arena_install();
+
     for (size_t i = 0; i < sizeof(m_reviews) / sizeof(*m_reviews); i++)
         ns_metrics_register(&metrics, &m_reviews[i]);
     m_duration.bounds = ns_latency_buckets;
@@ -229,9 +233,8 @@ static int parse_listen(const char *s, char *host, size_t hostlen, uint16_t *por
 
 int inj_server_start(const inj_server_opts *o, inj_server **out, ns_err *err)
 {
-    /* Metrics are process-wide statics: register them once even if servers come and go. */
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, register_metrics);
+    pthread_once(&once, init_once);
 
     inj_server *inj = calloc(1, sizeof(*inj));
     if (!inj)

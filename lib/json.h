@@ -39,7 +39,8 @@ int ns_json_set_str(cJSON *obj, const char *key, const char *value);
  * Returns 0, -EINVAL or -ENOMEM. */
 int ns_json_array_insert(cJSON *array, int idx, cJSON *item);
 
-/* Serialises compactly; caller frees with free(). NULL on allocation failure. */
+/* Serialises compactly; caller frees with cJSON_free() (cJSON may have an arena
+ * allocator installed, see arena.h). NULL on allocation failure. */
 char *ns_json_print(const cJSON *item);
 
 #endif
