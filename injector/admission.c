@@ -6,7 +6,6 @@
 #include "inject.h"
 #include "json.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,20 +39,6 @@ static int end_reply(inj_review_reply *reply, ns_buf *b, int http_status)
         return -ENOMEM;
     reply->http_status = http_status;
     return 0;
-}
-
-/* Appends `len` bytes of `in` as base64. */
-static void put_base64(ns_buf *b, const char *in, size_t len)
-{
-    size_t need = 4 * ((len + 2) / 3);
-    char *tmp = malloc(need + 1);
-    if (!tmp) {
-        b->failed = true;
-        return;
-    }
-    EVP_EncodeBlock((unsigned char *)tmp, (const unsigned char *)in, (int)len);
-    ns_buf_append(b, tmp, need);
-    free(tmp);
 }
 
 /* allowed:false with a Status the API server shows to the user verbatim. */
@@ -94,7 +79,7 @@ static int allow(inj_review_reply *reply, inj_review_result result, const cJSON 
             return -ENOMEM;
         }
         ns_buf_puts(&b, ",\"patchType\":\"JSONPatch\",\"patch\":\"");
-        put_base64(&b, text, strlen(text));
+        ns_buf_base64(&b, text, strlen(text));
         ns_buf_putc(&b, '"');
         cJSON_free(text);
     }

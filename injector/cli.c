@@ -5,7 +5,7 @@
 #include "json.h"
 #include "jsonpatch.h"
 #include "log.h"
-#include "tlsfiles.h"
+#include "files.h"
 #include "yamljson.h"
 
 #include <ctype.h>

@@ -2,7 +2,7 @@
 #include "config.h"
 
 #include "json.h"
-#include "tlsfiles.h"
+#include "files.h"
 #include "validate.h"
 
 #include <stddef.h>

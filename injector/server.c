@@ -10,7 +10,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "strconv.h"
-#include "tlsfiles.h"
+#include "files.h"
 
 #include <getopt.h>
 #include <pthread.h>

@@ -152,6 +152,34 @@ void ns_buf_json_string(ns_buf *b, const char *s)
     ns_buf_putc(b, '"');
 }
 
+void ns_buf_base64(ns_buf *b, const void *data, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *in = data;
+    size_t out_len = 4 * ((len + 2) / 3);
+    if (!reserve(b, out_len))
+        return;
+    char *o = b->data + b->len;
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = alphabet[(v >> 6) & 63];
+        *o++ = alphabet[v & 63];
+    }
+    if (i < len) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
+        *o++ = alphabet[v >> 18];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    b->len += out_len;
+    b->data[b->len] = '\0';
+}
+
 const char *ns_buf_cstr(const ns_buf *b)
 {
     return b->data ? b->data : "";

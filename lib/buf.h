@@ -33,6 +33,9 @@ void ns_buf_printf(ns_buf *b, const char *fmt, ...) __attribute__((format(printf
 /* Appends `s` as a quoted, escaped JSON string. */
 void ns_buf_json_string(ns_buf *b, const char *s);
 
+/* Appends the standard base64 encoding (RFC 4648, with padding) of `len` bytes. */
+void ns_buf_base64(ns_buf *b, const void *data, size_t len);
+
 /* The contents as a C string ("" for an empty buffer); valid until the next append. */
 const char *ns_buf_cstr(const ns_buf *b);
 

@@ -2,11 +2,12 @@
 #include "https.h"
 
 #include "log.h"
-#include "tlsfiles.h"
+#include "files.h"
 
 #include <arpa/inet.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +22,9 @@
 /* A retired certificate generation is kept this long, since GnuTLS holds on to the
  * pointers our callback returned for the life of the session that received them. */
 #define TLS_RETIRE_GRACE_S 600
+
+/* PEM files bigger than this are not certificates we want to parse. */
+#define TLS_FILE_MAX (1 << 20)
 
 /* ---- certificate generations ---- */
 
@@ -48,30 +52,72 @@ static void tls_gen_free(tls_gen *g)
     free(g);
 }
 
-static int tls_gen_from_pair(const ns_tls_pair *pair, tls_gen **out, ns_err *err)
+/* Loads and checks a certificate chain and key with GnuTLS (the library that serves
+ * them, so the injector needs no second TLS library): both parse, the key matches the
+ * leaf, the leaf has not expired. */
+static int tls_gen_load(const char *cert_file, const char *key_file, tls_gen **out, ns_err *err)
 {
-    tls_gen *g = calloc(1, sizeof(*g));
+    char *cert_pem = NULL, *key_pem = NULL;
+    size_t cert_len = 0, key_len = 0;
+    gnutls_certificate_credentials_t check = NULL;
+    gnutls_x509_crt_t leaf = NULL;
+    tls_gen *g = NULL;
+    int rc = ns_read_file(cert_file, TLS_FILE_MAX, &cert_pem, &cert_len, err);
+    if (!rc)
+        rc = ns_read_file(key_file, TLS_FILE_MAX, &key_pem, &key_len, err);
+    if (rc)
+        goto out;
+
+    gnutls_datum_t cert = {.data = (unsigned char *)cert_pem, .size = (unsigned)cert_len};
+    gnutls_datum_t key = {.data = (unsigned char *)key_pem, .size = (unsigned)key_len};
+    rc = -ENOMEM;
+    g = calloc(1, sizeof(*g));
     if (!g)
-        return -ENOMEM;
-    gnutls_datum_t cert = {.data = (unsigned char *)pair->cert_pem,
-                           .size = (unsigned)pair->cert_len};
-    gnutls_datum_t key = {.data = (unsigned char *)pair->key_pem, .size = (unsigned)pair->key_len};
-    g->npcerts = 8;
+        goto out;
+    g->npcerts = sizeof(g->pcerts) / sizeof(g->pcerts[0]);
     int r =
         gnutls_pcert_list_import_x509_raw(g->pcerts, &g->npcerts, &cert, GNUTLS_X509_FMT_PEM, 0);
     if (r < 0) {
         g->npcerts = 0;
-        tls_gen_free(g);
-        return ns_errorf(err, -EINVAL, "certificate chain: %s", gnutls_strerror(r));
+        rc = ns_errorf(err, -EINVAL, "%s: %s", cert_file, gnutls_strerror(r));
+        goto out;
     }
     if ((r = gnutls_privkey_init(&g->key)) < 0 ||
         (r = gnutls_privkey_import_x509_raw(g->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
-        tls_gen_free(g);
-        return ns_errorf(err, -EINVAL, "private key: %s", gnutls_strerror(r));
+        rc = ns_errorf(err, -EINVAL, "%s: %s", key_file, gnutls_strerror(r));
+        goto out;
     }
-    g->not_after = pair->not_after;
+    /* The credentials call is GnuTLS's own cert/key consistency check. */
+    if ((r = gnutls_certificate_allocate_credentials(&check)) < 0 ||
+        (r = gnutls_certificate_set_x509_key_mem2(check, &cert, &key, GNUTLS_X509_FMT_PEM, NULL,
+                                                  0)) < 0) {
+        rc = ns_errorf(err, -EINVAL, "%s does not go with %s: %s", key_file, cert_file,
+                       gnutls_strerror(r));
+        goto out;
+    }
+    if (gnutls_x509_crt_init(&leaf) < 0 ||
+        gnutls_x509_crt_import(leaf, &g->pcerts[0].cert, GNUTLS_X509_FMT_DER) < 0) {
+        rc = ns_errorf(err, -EINVAL, "%s: cannot read the leaf certificate", cert_file);
+        goto out;
+    }
+    g->not_after = gnutls_x509_crt_get_expiration_time(leaf);
+    if (g->not_after <= time(NULL)) {
+        rc = ns_errorf(err, -EINVAL, "%s: certificate expired", cert_file);
+        goto out;
+    }
     *out = g;
-    return 0;
+    g = NULL;
+    rc = 0;
+out:
+    if (key_pem)
+        gnutls_memset(key_pem, 0, key_len);
+    free(cert_pem);
+    free(key_pem);
+    gnutls_x509_crt_deinit(leaf);
+    if (check)
+        gnutls_certificate_free_credentials(check);
+    tls_gen_free(g);
+    return rc;
 }
 
 static int cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
@@ -270,13 +316,8 @@ static int reload_locked(ns_http_server *s, bool force, ns_err *err)
         ns_file_stamp_equal(&ks, &s->key_stamp))
         return 0;
 
-    ns_tls_pair pair;
-    rc = ns_tls_pair_load(s->cfg.cert_file, s->cfg.key_file, &pair, err);
-    if (rc)
-        return rc;
     tls_gen *g = NULL;
-    rc = tls_gen_from_pair(&pair, &g, err);
-    ns_tls_pair_free(&pair);
+    rc = tls_gen_load(s->cfg.cert_file, s->cfg.key_file, &g, err);
     if (rc)
         return rc;
     tls_install(g);

@@ -1,5 +1,5 @@
-/* tlsfiles.h - TLS material: loading and checking PEM files, noticing when they change,
- * and minting a CA and serving certificates (OpenSSL).
+/* tlsfiles.h - TLS material with OpenSSL: loading and checking PEM pairs, and minting a
+ * CA and serving certificates.
  *
  * Nothing here logs key material; error messages name files, never their contents.
  */
@@ -7,10 +7,10 @@
 #define NS_TLSFILES_H
 
 #include "err.h"
+#include "files.h"
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/stat.h>
 #include <time.h>
 
 /* A certificate chain and its private key, as PEM text, checked to belong together. */
@@ -34,22 +34,6 @@ int ns_tls_pair_from_pem(const char *cert_pem, size_t cert_len, const char *key_
 
 void ns_tls_pair_free(ns_tls_pair *p);
 
-/* Identity of a file's current content, cheap to compare: follows symlinks, so the
- * atomic `..data` symlink swap Kubernetes does for Secret volumes shows as a change. */
-typedef struct ns_file_stamp {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-} ns_file_stamp;
-
-/* Returns 0 or -errno of stat(2). */
-int ns_file_stamp_get(const char *path, ns_file_stamp *out);
-bool ns_file_stamp_equal(const ns_file_stamp *a, const ns_file_stamp *b);
-
-/* Reads a whole file (at most `max` bytes) into a malloc'd NUL-terminated buffer. */
-int ns_read_file(const char *path, size_t max, char **out, size_t *len, ns_err *err);
-
 /* ---- minting ---- */
 
 typedef struct ns_cert_request {
@@ -65,8 +49,5 @@ typedef struct ns_cert_request {
  * whose not_after is set. Returns 0, -EINVAL or -ENOMEM. */
 int ns_tls_mint(const ns_cert_request *req, const ns_tls_pair *issuer, ns_tls_pair *out,
                 ns_err *err);
-
-/* Writes PEM text to `path` atomically (temporary file + rename), mode 0600. */
-int ns_write_file_atomic(const char *path, const char *data, size_t len, ns_err *err);
 
 #endif

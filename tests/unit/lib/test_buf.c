@@ -44,7 +44,29 @@ static void test_long_printf(void)
     ns_buf_free(&b);
 }
 
+static void test_base64(void)
+{
+    /* RFC 4648 section 10 test vectors */
+    static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const want[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                       "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        ns_buf b;
+        ns_buf_init(&b);
+        ns_buf_base64(&b, in[i], strlen(in[i]));
+        NS_ASSERT_STR_EQ(ns_buf_cstr(&b), want[i]);
+        ns_buf_free(&b);
+    }
+    unsigned char bytes[] = {0xff, 0xfe, 0x00, 0x80};
+    ns_buf b;
+    ns_buf_init(&b);
+    ns_buf_base64(&b, bytes, sizeof(bytes));
+    NS_ASSERT_STR_EQ(ns_buf_cstr(&b), "//4AgA==");
+    ns_buf_free(&b);
+}
+
 const ns_test buf_tests[] = {
+    {"base64", test_base64},
     {"grows from static storage", test_grows_from_static_storage},
     {"json string escaping", test_json_string},
     {"long printf", test_long_printf},
