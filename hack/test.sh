@@ -47,6 +47,9 @@ if [ "${NUTSHELL_SKIP_TOOLS:-0}" != 1 ] && ! hack/cluster.sh status >/dev/null 2
   hack/cluster.sh up
   started_cluster=1
 fi
+if [ "${NUTSHELL_SKIP_TOOLS:-0}" != 1 ]; then
+  eval "$(hack/cluster.sh env)" # KUBECONFIG and PATH for the suites below
+fi
 
 passed=0 failed=0 skipped=0
 # ctest's summary: "100% tests passed, 0 tests failed out of 9" and a list of skips.

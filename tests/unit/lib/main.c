@@ -4,10 +4,17 @@
 int main(void)
 {
     static const ns_suite suites[] = {
-        {"arena", arena_tests},       {"jsonpatch", jsonpatch_tests},
-        {"strconv", strconv_tests},   {"buf", buf_tests},
-        {"metrics", metrics_tests},   {"tls", tls_tests},
-        {"yamljson", yamljson_tests}, {NULL, NULL},
+        {"arena", arena_tests},
+        {"jsonpatch", jsonpatch_tests},
+        {"strconv", strconv_tests},
+        {"buf", buf_tests},
+        {"metrics", metrics_tests},
+        {"tls", tls_tests},
+        {"yamljson", yamljson_tests},
+        {"kube", kube_tests},
+        {"kubeconfig", kubeconfig_tests},
+        {"kubewatch", kubewatch_tests},
+        {NULL, NULL},
     };
     return ns_test_main(suites);
 }

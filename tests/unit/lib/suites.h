@@ -11,5 +11,8 @@ extern const ns_test buf_tests[];
 extern const ns_test metrics_tests[];
 extern const ns_test tls_tests[];
 extern const ns_test yamljson_tests[];
+extern const ns_test kube_tests[];
+extern const ns_test kubeconfig_tests[];
+extern const ns_test kubewatch_tests[];
 
 #endif
