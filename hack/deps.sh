@@ -12,7 +12,7 @@ packages=(
   # test harness
   iptables iproute2 jq curl openssl procps psmisc
   # benchmarks
-  wrk nghttp2-client
+  wrk nghttp2-client nginx-light
 )
 
 missing=()

@@ -15,19 +15,11 @@
 #   SERVER_CPUS= CLIENT_CPUS=        CPU lists for taskset (e.g. 0 and 1); empty = no pinning
 #   KEY_ALG=rsa:2048                 key type of the CA and serving certificate: rsa:BITS or ec
 #   BENCH_OUT=FILE                   also append the JSON lines to FILE
+#   PEER_PORT=19444                  loopback port for the peer: when nginx is installed, the
+#                                    same two runs go to nginx serving the injector's own
+#                                    reply as a static file over TLS (the transport floor)
 # exit status: 0 when both runs had no error, 1 otherwise.
 set -euo pipefail
-
-# ---- How to start the injector. Adjust here if its command line changes. ----------------
-INJECTOR_SUBCOMMAND=${INJECTOR_SUBCOMMAND-serve}  # words before the flags ("" for none)
-FLAG_TLS_CERT=${FLAG_TLS_CERT:---tls-cert}        # --tls-cert=FILE (PEM certificate)
-FLAG_TLS_KEY=${FLAG_TLS_KEY:---tls-key}           # --tls-key=FILE (PEM private key)
-FLAG_LISTEN=${FLAG_LISTEN:---listen}              # --listen=127.0.0.1:PORT (TLS webhook)
-FLAG_METRICS_LISTEN=${FLAG_METRICS_LISTEN:---metrics-listen} # plain HTTP /readyz, /metrics
-INJECTOR_EXTRA_ARGS=${INJECTOR_EXTRA_ARGS-}       # more words, e.g. "--config=/dev/null"
-READY_PATH=${READY_PATH:-/readyz}                 # polled on the metrics port
-WEBHOOK_PATH=${WEBHOOK_PATH:-/inject}
-# ------------------------------------------------------------------------------------------
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -35,6 +27,7 @@ INJECTOR=${1:-$ROOT/build/injector/nutshell-injector}
 BENCH=${2:-$ROOT/build/bench/injector/nutshell-bench-injector}
 PORT=${BENCH_PORT:-19443}
 METRICS_PORT=${BENCH_METRICS_PORT:-19090}
+PEER_PORT=${PEER_PORT:-19444}
 RATE=${RATE:-1000}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
@@ -127,10 +120,8 @@ ssl x509 -req -in "$TMP/tls.csr" -CA "$TMP/ca.crt" -CAkey "$TMP/ca.key" \
     -set_serial "0x$(openssl rand -hex 8)" -days 1 -extfile "$TMP/ext.cnf" -out "$TMP/tls.crt"
 
 # ---- Start the injector and wait until it is ready -------------------------------------
-read -ra subcmd <<<"$INJECTOR_SUBCOMMAND"
-read -ra extra <<<"$INJECTOR_EXTRA_ARGS"
-inj_cmd=("$INJECTOR" "${subcmd[@]}" "$FLAG_TLS_CERT=$TMP/tls.crt" "$FLAG_TLS_KEY=$TMP/tls.key"
-    "$FLAG_LISTEN=127.0.0.1:$PORT" "$FLAG_METRICS_LISTEN=127.0.0.1:$METRICS_PORT" "${extra[@]}")
+inj_cmd=("$INJECTOR" serve "--tls-cert=$TMP/tls.crt" "--tls-key=$TMP/tls.key"
+    "--listen=127.0.0.1:$PORT" "--metrics-listen=127.0.0.1:$METRICS_PORT" "--config=$TMP/none.json")
 echo "injector: ${inj_cmd[*]}"
 # Started directly (not through a function or subshell) so that $! is the injector itself,
 # whose /proc/PID/status the bench samples.
@@ -144,7 +135,7 @@ for _ in $(seq 100); do # 10 s
         cat "$TMP/injector.log" >&2
         die "the injector exited before it was ready"
     fi
-    if http_ok "$METRICS_PORT" "$READY_PATH"; then
+    if http_ok "$METRICS_PORT" /readyz; then
         ready=1
         break
     fi
@@ -153,12 +144,12 @@ done
 if [[ -z $ready ]]; then
     echo "--- injector log ---" >&2
     tail -n 50 "$TMP/injector.log" >&2
-    die "the injector was not ready on http://127.0.0.1:$METRICS_PORT$READY_PATH within 10 s"
+    die "the injector was not ready on http://127.0.0.1:$METRICS_PORT/readyz within 10 s"
 fi
 echo "injector: pid $INJ_PID ready"
 
 # ---- The two runs ----------------------------------------------------------------------
-common=(--port "$PORT" --path "$WEBHOOK_PATH" --cacert "$TMP/ca.crt" --body "$HERE/review.json"
+common=(--port "$PORT" --path /inject --cacert "$TMP/ca.crt" --body "$HERE/review.json"
     --pid "$INJ_PID" --duration "$DURATION" --warmup "$WARMUP")
 status=0
 results=()
@@ -189,6 +180,50 @@ bench "open loop: $RATE reviews/s for $DURATION s" \
     --rate "$RATE" --connections "$RATE_CONNECTIONS" --threads 1
 bench "closed loop: as fast as possible for $DURATION s" \
     --max --connections "$MAX_CONNECTIONS" --threads "$MAX_THREADS"
+
+# ---- The peer: nginx serving this injector's own reply, same TLS, same runs -------------
+if command -v nginx >/dev/null; then
+    mkdir -p "$TMP/www"
+    chmod a+rx "$TMP" "$TMP/www" # nginx workers run unprivileged
+    curl -fsS --cacert "$TMP/ca.crt" -H 'Content-Type: application/json' \
+        --data-binary "@$HERE/review.json" -o "$TMP/www/reply.json" "https://127.0.0.1:$PORT/inject"
+    chmod a+r "$TMP/www/reply.json"
+    cat >"$TMP/nginx.conf" <<EOF
+worker_processes 2;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$PEER_PORT ssl;
+        ssl_certificate $TMP/tls.crt;
+        ssl_certificate_key $TMP/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 10000000;
+        # A POST to a static file is a 405 in nginx; turn it into the file itself.
+        location = /inject { root $TMP/www; try_files /reply.json =404; error_page 405 =200 /reply.json; }
+        location = /reply.json { root $TMP/www; default_type application/json; }
+    }
+}
+EOF
+    kill "$INJ_PID"
+    wait "$INJ_PID" 2>/dev/null || true
+    nginx -c "$TMP/nginx.conf"
+    sleep 0.3
+    INJ_PID=$(cat "$TMP/nginx.pid")
+    common=(--port "$PEER_PORT" --path /inject --cacert "$TMP/ca.crt" --body "$HERE/review.json"
+        --duration "$DURATION" --warmup "$WARMUP" --no-uid-check)
+    bench "peer: nginx $(nginx -v 2>&1 | sed 's|.*/||'), static reply, $RATE reviews/s" \
+        --rate "$RATE" --connections "$RATE_CONNECTIONS" --threads 1
+    bench "peer: nginx, static reply, as fast as possible" \
+        --max --connections "$MAX_CONNECTIONS" --threads "$MAX_THREADS"
+    nginx -c "$TMP/nginx.conf" -s stop
+    INJ_PID=
+else
+    echo
+    echo "(nginx not installed: no peer run; hack/deps.sh installs nginx-light)"
+fi
 
 echo
 echo "== results (JSON) =="
