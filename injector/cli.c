@@ -145,6 +145,31 @@ static bool looks_like_json(const char *text, size_t len)
     return false;
 }
 
+/* One document prints as itself; several as a v1 List, as `kubectl get -o json` does, so
+ * that the output is one JSON value any tool can read. */
+static int emit_json(cJSON *docs, ns_buf *out)
+{
+    cJSON *list = NULL, *value = docs->child;
+    if (cJSON_GetArraySize(docs) != 1) {
+        list = cJSON_CreateObject();
+        if (!list || !cJSON_AddStringToObject(list, "apiVersion", "v1") ||
+            !cJSON_AddStringToObject(list, "kind", "List") ||
+            !cJSON_AddItemReferenceToObject(list, "items", docs)) {
+            cJSON_Delete(list);
+            return -ENOMEM;
+        }
+        value = list;
+    }
+    char *s = value ? cJSON_Print(value) : NULL;
+    cJSON_Delete(list); /* holds only a reference to docs */
+    if (!s)
+        return -ENOMEM;
+    ns_buf_puts(out, s);
+    ns_buf_putc(out, '\n');
+    cJSON_free(s);
+    return 0;
+}
+
 int inj_manifests(const inj_config *cfg, const char *text, size_t len, const char *namespace,
                   bool force_json, ns_buf *out, ns_buf *notes, ns_err *err)
 {
@@ -171,16 +196,7 @@ int inj_manifests(const inj_config *cfg, const char *text, size_t len, const cha
     rc = inject_each(cfg, docs, namespace, notes, err, 0);
     if (rc == 0) {
         if (json || force_json) {
-            for (cJSON *d = docs->child; d; d = d->next) {
-                char *s = cJSON_Print(d);
-                if (!s) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                ns_buf_puts(out, s);
-                ns_buf_putc(out, '\n');
-                cJSON_free(s);
-            }
+            rc = emit_json(docs, out);
         } else {
             rc = ns_yaml_emit_all(docs, out, err);
         }

@@ -155,6 +155,20 @@ check "after a rollout, still exactly one init and one proxy per pod" "$(counts)
 check "the deployment's own template is not mutated" \
   "$(kubectl -n "${NS_ON}" get deployment web -o json | jq '.spec.template.spec.containers | length')" "1"
 
+# --- manual injection: the API server validates what `inject -f` prints (server-side dry run)
+kubectl create namespace "${NS_OFF}-manual" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+if out="$("${INJECTOR}" inject -f "${ROOT}/manifests/samples/bookinfo/bookinfo.yaml" 2>/dev/null |
+  kubectl -n "${NS_OFF}-manual" apply --dry-run=server -f - 2>&1)"; then
+  pass "inject -f on Bookinfo prints objects the API server accepts ($(echo "${out}" | grep -c 'deployment.apps') deployments)"
+else
+  fail "inject -f output refused by the API server: ${out}"
+fi
+check "inject -f adds the sidecar to every Bookinfo deployment" \
+  "$("${INJECTOR}" inject -f "${ROOT}/manifests/samples/bookinfo/bookinfo.yaml" -o json 2>/dev/null |
+    jq '[.items[] | select(.kind == "Deployment") | .spec.template.spec.containers[-1].name] | unique | join(",")' -r)" \
+  "nutshell-proxy"
+kubectl delete namespace "${NS_OFF}-manual" --wait=false >/dev/null 2>&1
+
 # --- webhook down: Fail refuses with a message naming the webhook; Ignore lets pods through
 stop_injector
 out="$(pod "${NS_ON}" whiledown)"

@@ -5,6 +5,7 @@ int main(void)
 {
     static const ns_suite suites[] = {
         {"arena", arena_tests},
+        {"log", log_tests},
         {"jsonpatch", jsonpatch_tests},
         {"strconv", strconv_tests},
         {"buf", buf_tests},

@@ -5,6 +5,7 @@
 #include "testlib.h"
 
 extern const ns_test arena_tests[];
+extern const ns_test log_tests[];
 extern const ns_test jsonpatch_tests[];
 extern const ns_test strconv_tests[];
 extern const ns_test buf_tests[];
