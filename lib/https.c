@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Only TLS 1.3 and 1.2: the webhook's clients are Kubernetes API servers. */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
@@ -22,6 +23,9 @@
 /* A retired certificate generation is kept this long, since GnuTLS holds on to the
  * pointers our callback returned for the life of the session that received them. */
 #define TLS_RETIRE_GRACE_S 600
+
+/* How long ns_http_stop waits for in-flight requests. */
+#define DRAIN_MAX_MS 5000
 
 /* PEM files bigger than this are not certificates we want to parse. */
 #define TLS_FILE_MAX (1 << 20)
@@ -183,6 +187,7 @@ struct ns_http_server {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     bool stopping;
+    atomic_int in_flight; /* requests between their first byte and their reply */
 };
 
 typedef struct request_state {
@@ -228,6 +233,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         if (!st)
             return MHD_NO;
         *con_cls = st;
+        atomic_fetch_add(&s->in_flight, 1);
         /* Refuse a declared oversize body before reading any of it. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body)
@@ -281,11 +287,13 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    ns_http_server *s = cls;
     request_state *st = *con_cls;
     if (st) {
         free(st->body);
         free(st);
         *con_cls = NULL;
+        atomic_fetch_sub(&s->in_flight, 1);
     }
 }
 
@@ -432,14 +440,16 @@ int ns_http_start(const ns_http_config *cfg, ns_http_server **out, ns_err *err)
         }
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    /* ITC lets ns_http_stop quiesce the daemon (stop accepting) before it drains. */
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (v6)
         flags |= MHD_USE_IPv6;
     if (s->tls)
         flags |= MHD_USE_TLS;
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log_cb, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL},
@@ -500,6 +510,15 @@ void ns_http_stop(ns_http_server *s)
     pthread_mutex_unlock(&s->stop_lock);
     if (s->reloader_running)
         pthread_join(s->reloader, NULL);
+    /* Graceful: stop accepting, let requests already being read or answered finish
+     * (an API server would otherwise see a failed admission call), then close what is
+     * left, idle keep-alive connections included, which clients retry on their own. */
+    MHD_socket listener = MHD_quiesce_daemon(s->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    for (int waited_ms = 0; atomic_load(&s->in_flight) > 0 && waited_ms < DRAIN_MAX_MS;
+         waited_ms += 10)
+        usleep(10 * 1000);
     MHD_stop_daemon(s->daemon);
     if (s->tls) {
         tls_uninstall_all();
