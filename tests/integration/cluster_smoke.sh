@@ -6,12 +6,9 @@
 # stopped cluster; hack/test.sh starts the cluster first).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# shellcheck source=hack/lib/common.sh
-source "${ROOT}/hack/lib/common.sh"
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PASSED=0
-FAILED=0
 STARTED=0
 NS="nutshell-smoke-$$"
 
@@ -20,16 +17,11 @@ NS="nutshell-smoke-$$"
 # takes half an hour on a fresh machine.
 if ! "${ROOT}/hack/cluster.sh" status >/dev/null 2>&1; then
   if [ "${NUTSHELL_SKIP_TOOLS:-0}" = 1 ] || [ ! -x "${NUTSHELL_BIN}/kube-apiserver" ]; then
-    echo "SKIP: cluster not running and Kubernetes tools not built (run hack/tools.sh)"
-    exit 77
+    skip_all "cluster not running and Kubernetes tools not built (run hack/tools.sh)"
   fi
 fi
 
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
-
-finish() {
-  local rc=$?
+cleanup() {
   if [ "${STARTED}" -eq 1 ]; then
     "${ROOT}/hack/cluster.sh" down >/dev/null 2>&1 || true
   elif [ -n "${KUBECONFIG:-}" ]; then
@@ -37,11 +29,8 @@ finish() {
     kubectl delete namespace "${NS}" --wait=false >/dev/null 2>&1 || true
     kubectl delete validatingwebhookconfiguration "${NS}" >/dev/null 2>&1 || true
   fi
-  [ "${rc}" -eq 0 ] || [ "${FAILED}" -gt 0 ] || FAILED=1
-  echo "${PASSED} passed, ${FAILED} failed"
-  [ "${FAILED}" -eq 0 ]
 }
-trap finish EXIT
+trap 'end_tests cleanup' EXIT
 
 if "${ROOT}/hack/cluster.sh" status >/dev/null 2>&1; then
   echo "cluster already up; reusing it"

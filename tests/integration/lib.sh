@@ -45,7 +45,24 @@ wait_for() {
   done
 }
 
+# The closing line; its status is the verdict. For a script's last command.
 finish_tests() {
   echo "${PASSED} passed, ${FAILED} failed"
   [ "${FAILED}" -eq 0 ]
+}
+
+# For an EXIT trap: `trap 'end_tests CLEANUP_COMMAND...' EXIT` (or `trap end_tests EXIT`).
+# Runs the cleanup, prints the closing line and exits with the verdict explicitly: bash
+# ignores the status of an EXIT trap's last command, so without the `exit` a script with
+# failed checks would still exit 0. An unexpected early exit (non-zero status, no FAIL
+# recorded) counts as a failure; a skip before any check stays a skip (77).
+end_tests() {
+  local rc=$?
+  [ $# -eq 0 ] || "$@"
+  if [ "${rc}" -eq 77 ] && [ $((PASSED + FAILED)) -eq 0 ]; then
+    exit 77
+  fi
+  [ "${rc}" -eq 0 ] || [ "${FAILED}" -gt 0 ] || FAILED=1
+  finish_tests && exit 0
+  exit 1
 }

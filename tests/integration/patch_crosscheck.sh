@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KUBECTL="${NUTSHELL_BIN}/kubectl"
 [ -x "${KUBECTL}" ] || KUBECTL="$(command -v kubectl || true)"
 [ -n "${KUBECTL}" ] || skip_all "kubectl not built yet (run hack/tools.sh)"
-trap finish_tests EXIT
+trap end_tests EXIT
 
 DATA="${ROOT}/tests/unit/injector/testdata/inject"
 for patch in "${DATA}"/*.patch.json; do

@@ -23,7 +23,7 @@ cleanup() {
   kubectl -n kube-system delete pod "sys-$$" --ignore-not-found --wait=false >/dev/null 2>&1
   rm -rf "${WORK}"
 }
-trap 'cleanup; finish_tests' EXIT
+trap 'end_tests cleanup' EXIT
 
 # --- a throwaway CA and a serving certificate for IP 127.0.0.1
 source "${ROOT}/hack/lib/webhook.sh"
