@@ -1,0 +1,434 @@
+/* main.c - nutshell-operator: flags, the API client, the Mesh controller, leader
+ * election, health and metrics, and an orderly stop on SIGTERM. */
+#include "events.h"
+#include "https.h"
+#include "kube.h"
+#include "kubeconfig.h"
+#include "leader.h"
+#include "log.h"
+#include "mesh_controller.h"
+#include "metrics.h"
+#include "strconv.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Exit codes (also in --help). */
+enum {
+    EXIT_OK = 0,        /* stopped by SIGTERM or SIGINT */
+    EXIT_START = 1,     /* could not start: config, client, port, caches never synced */
+    EXIT_USAGE = 2,     /* bad flags */
+    EXIT_LOST_LEASE = 3 /* lost leadership: restart as a candidate (controller-runtime does) */
+};
+
+#define LEASE_NAME      "nutshell-operator"
+#define SYNC_TIMEOUT_MS 120000L
+
+static ns_metrics metrics = NS_METRICS_INIT;
+static ns_metric m_writes = {.name = "nutshell_operator_writes_total",
+                             .help = "Writes to the Kubernetes API made by a controller "
+                                     "(apply, patch, delete, status).",
+                             .labels = "controller=\"mesh\"",
+                             .type = NS_METRIC_COUNTER};
+static ns_metric m_leader = {.name = "nutshell_operator_leader",
+                             .help = "1 while this replica holds the leader Lease (or leader "
+                                     "election is off).",
+                             .type = NS_METRIC_GAUGE};
+static ns_metric m_synced = {.name = "nutshell_operator_caches_synced",
+                             .help = "1 once every informer has made its first list.",
+                             .type = NS_METRIC_GAUGE};
+static ns_metric m_build = {.name = "nutshell_operator_build_info",
+                            .help = "The operator's version.",
+                            .labels = "version=\"" NUTSHELL_VERSION "\"",
+                            .type = NS_METRIC_GAUGE};
+
+typedef struct app {
+    mesh_controller *mesh;
+    atomic_bool ready;       /* caches synced and workers started (or standing by) */
+    atomic_bool stopping;    /* SIGTERM: losing the Lease now is expected */
+    atomic_bool lost_leader; /* leadership lost while running: exit EXIT_LOST_LEASE */
+} app;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nutshell-operator [options]\n"
+            "\n"
+            "Reconciles Mesh resources (nutshell.io/v1alpha1): the sidecar injector, its\n"
+            "certificates and its MutatingWebhookConfiguration. See docs/operator.md.\n"
+            "\n"
+            "  --kubeconfig FILE          kubeconfig to use (default: $KUBECONFIG, else the pod's\n"
+            "                             service account in a cluster, else ~/.kube/config)\n"
+            "  --namespace NS             control-plane namespace (default nutshell-system)\n"
+            "  --metrics-listen ADDR:PORT /healthz, /readyz, /metrics over plain HTTP\n"
+            "                             (default 0.0.0.0:9090)\n"
+            "  --leader-elect[=BOOL]      take the Lease " LEASE_NAME " in NS before reconciling\n"
+            "                             (default: true in a cluster, false outside)\n"
+            "  --workers N                reconcile workers (default 2)\n"
+            "  --resync-period SECONDS    reconcile every Mesh this often even without changes\n"
+            "                             (default 600; 0: never)\n"
+            "  --log-level LEVEL          debug, info, warn, error (default info)\n"
+            "  --log-format FORMAT        text or json (default text)\n"
+            "  --version                  print the version and exit\n"
+            "  --help                     this text\n"
+            "\n"
+            "Exit status: 0 stopped by SIGTERM/SIGINT; 1 could not start (kubeconfig, API\n"
+            "client, metrics port, caches not synced within 120 s: are the CRDs installed?);\n"
+            "2 bad flags; 3 lost the leader Lease (restart to stand again).\n");
+}
+
+/* Splits "host:port" or "[v6]:port"; port 0 picks a free one. */
+static int parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *h = s, *colon;
+    size_t hl;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -EINVAL;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (strcmp(colon + 1, "0") == 0) {
+        *port = 0;
+        return 0;
+    }
+    return ns_parse_port(colon + 1, port);
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = false;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static void text_reply(ns_http_response *resp, int status, const char *msg)
+{
+    resp->status = status;
+    resp->content_type = "text/plain; charset=utf-8";
+    resp->body = strdup(msg);
+    resp->body_len = resp->body ? strlen(msg) : 0;
+}
+
+static void health_cb(void *ctx, const ns_http_request *req, ns_http_response *resp)
+{
+    app *a = ctx;
+    if (strcmp(req->path, "/healthz") == 0) {
+        text_reply(resp, 200, "ok\n");
+    } else if (strcmp(req->path, "/readyz") == 0) {
+        if (atomic_load(&a->ready))
+            text_reply(resp, 200, "ok\n");
+        else
+            text_reply(resp, 503, "not ready: caches not synced\n");
+    } else if (strcmp(req->path, "/metrics") == 0) {
+        ns_buf b;
+        ns_buf_init(&b);
+        ns_metrics_render(&metrics, &b);
+        resp->status = b.failed ? 500 : 200;
+        resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        resp->body_len = b.len;
+        resp->body = ns_buf_take(&b);
+    } else {
+        text_reply(resp, 404, "not found: /healthz, /readyz, /metrics\n");
+    }
+}
+
+static void leader_started_cb(void *ud)
+{
+    app *a = ud;
+    ns_log(NS_LOG_INFO, "leading: reconciling", NULL);
+    mesh_controller_resume(a->mesh);
+}
+
+static void leader_stopped_cb(void *ud)
+{
+    app *a = ud;
+    mesh_controller_pause(a->mesh);
+    if (!atomic_load(&a->stopping)) {
+        ns_log(NS_LOG_ERROR, "lost the leader Lease; stopping", NULL);
+        atomic_store(&a->lost_leader, true);
+    }
+}
+
+static void leader_new_cb(void *ud, const char *identity)
+{
+    ns_log(NS_LOG_INFO, "leader", "identity", identity, NULL);
+}
+
+/* The loop's wait: a signal, or `tick` passing. Returns the signal or 0. */
+static int wait_signal(const sigset_t *sigs, long tick_ms)
+{
+    struct timespec ts = {.tv_sec = tick_ms / 1000, .tv_nsec = (tick_ms % 1000) * 1000000L};
+    int sig = sigtimedwait(sigs, NULL, &ts);
+    return sig == SIGTERM || sig == SIGINT ? sig : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"kubeconfig", required_argument, NULL, 'k'},
+        {"namespace", required_argument, NULL, 'n'},
+        {"metrics-listen", required_argument, NULL, 'm'},
+        {"leader-elect", optional_argument, NULL, 'e'},
+        {"workers", required_argument, NULL, 'w'},
+        {"resync-period", required_argument, NULL, 'r'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *kubeconfig = NULL, *ns = "nutshell-system", *mlisten = "0.0.0.0:9090";
+    bool leader_elect = false, leader_set = false;
+    uint32_t workers = 2, resync_s = 600;
+    ns_log_level level = NS_LOG_INFO;
+    ns_log_format format = NS_LOG_TEXT;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            kubeconfig = optarg;
+            break;
+        case 'n':
+            ns = optarg;
+            break;
+        case 'm':
+            mlisten = optarg;
+            break;
+        case 'e':
+            if (parse_bool(optarg, &leader_elect) != 0) {
+                fprintf(stderr, "nutshell-operator: --leader-elect wants true or false\n");
+                return EXIT_USAGE;
+            }
+            leader_set = true;
+            break;
+        case 'w':
+            if (ns_parse_u32(optarg, 64, &workers) != 0 || workers == 0) {
+                fprintf(stderr, "nutshell-operator: --workers wants 1 to 64, got %s\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'r':
+            if (ns_parse_u32(optarg, 86400, &resync_s) != 0) {
+                fprintf(stderr, "nutshell-operator: --resync-period wants 0 to 86400, got %s\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'L':
+            if (ns_log_level_parse(optarg, &level) != 0) {
+                fprintf(stderr, "nutshell-operator: bad --log-level %s\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'F':
+            if (ns_log_format_parse(optarg, &format) != 0) {
+                fprintf(stderr, "nutshell-operator: bad --log-format %s\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'V':
+            printf("nutshell-operator %s\n", NUTSHELL_VERSION);
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    char mhost[64];
+    uint16_t mport;
+    if (optind != argc || !*ns || parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0) {
+        fprintf(stderr, "nutshell-operator: %s\n",
+                optind != argc ? "unexpected arguments"
+                : !*ns         ? "--namespace must not be empty"
+                               : "--metrics-listen wants ADDR:PORT");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    /* ns_kube_config_auto's order: it is in-cluster exactly in this case. */
+    bool in_cluster = !kubeconfig && !(getenv("KUBECONFIG") && *getenv("KUBECONFIG")) &&
+                      getenv("KUBERNETES_SERVICE_HOST");
+    if (!leader_set)
+        leader_elect = in_cluster;
+    ns_log_setup(level, format, "operator");
+
+    /* Signals are taken synchronously by the loop below; block them before any thread
+     * starts so that every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int exit_code = EXIT_START;
+    ns_err err = {0};
+    ns_kube_config cfg = {0};
+    ns_kube *k = NULL;
+    op_recorder *rec = NULL;
+    op_leader *el = NULL;
+    ns_http_server *http = NULL;
+    app a = {0};
+    atomic_init(&a.ready, false);
+    atomic_init(&a.stopping, false);
+    atomic_init(&a.lost_leader, false);
+
+    if (ns_kube_config_auto(kubeconfig, NULL, &cfg, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "no usable Kubernetes config", "reason", err.msg, NULL);
+        goto out;
+    }
+    ns_kube_options ko = {.user_agent = "nutshell-operator/" NUTSHELL_VERSION,
+                          .field_manager = MESH_FIELD_MANAGER};
+    if (ns_kube_new(&cfg, &ko, &k, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot make the API client", "reason", err.msg, NULL);
+        goto out;
+    }
+
+    ns_metrics_register(&metrics, &m_writes);
+    ns_metrics_register(&metrics, &m_leader);
+    ns_metrics_register(&metrics, &m_synced);
+    ns_metrics_register(&metrics, &m_build);
+    ns_gauge_set(&m_build, 1);
+
+    char identity[OP_LEADER_IDENTITY_MAX];
+    if (op_leader_default_identity(identity, sizeof(identity)) != 0)
+        snprintf(identity, sizeof(identity), "nutshell-operator");
+    op_recorder_opts ro = {.cache = {.host = identity}};
+    if (op_recorder_new(k, &ro, &rec, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot start the Event recorder", "reason", err.msg, NULL);
+        goto out;
+    }
+
+    mesh_controller_opts mo = {.kube = k,
+                               .namespace = ns,
+                               .version = NUTSHELL_VERSION,
+                               .recorder = rec,
+                               .metrics = &metrics,
+                               .writes = &m_writes,
+                               .workers = workers,
+                               .resync_ms = (long)resync_s * 1000L,
+                               .start_paused = leader_elect};
+    if (mesh_controller_new(&mo, &a.mesh, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot make the Mesh controller", "reason", err.msg, NULL);
+        goto out;
+    }
+
+    ns_http_config hc = {.host = mhost, .port = mport, .handler = health_cb, .ctx = &a};
+    if (ns_http_start(&hc, &http, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot serve health and metrics", "listen", mlisten, "reason",
+               err.msg, NULL);
+        goto out;
+    }
+    char portbuf[16];
+    snprintf(portbuf, sizeof(portbuf), "%u", ns_http_port(http));
+    ns_log(NS_LOG_INFO, "starting", "version", NUTSHELL_VERSION, "server", cfg.server, "namespace",
+           ns, "metrics_port", portbuf, "leader_elect", leader_elect ? "true" : "false", "identity",
+           identity, NULL);
+
+    if (mesh_controller_start_informers(a.mesh, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot start", "reason", err.msg, NULL);
+        goto out;
+    }
+    /* Waited for here rather than in op_controller_start so that SIGTERM still works
+     * while the caches fill (or never do, when the CRDs are missing). */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!mesh_controller_synced(a.mesh)) {
+        if (wait_signal(&sigs, 100)) {
+            exit_code = EXIT_OK;
+            goto stop;
+        }
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000L > SYNC_TIMEOUT_MS) {
+            ns_log(NS_LOG_ERROR,
+                   "caches did not sync in 120 s; are the CRDs installed and the "
+                   "RBAC rules granted?",
+                   NULL);
+            goto stop;
+        }
+    }
+    ns_gauge_set(&m_synced, 1);
+    if (mesh_controller_start(a.mesh, 1000, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot start the workers", "reason", err.msg, NULL);
+        goto stop;
+    }
+
+    if (leader_elect) {
+        op_leader_opts lo = {.namespace = ns,
+                             .name = LEASE_NAME,
+                             .identity = identity,
+                             .on_started = leader_started_cb,
+                             .on_stopped = leader_stopped_cb,
+                             .on_new_leader = leader_new_cb,
+                             .ud = &a,
+                             .is_leader = &m_leader};
+        if (op_leader_new(k, &lo, &el, &err) != 0 || op_leader_start(el) != 0) {
+            ns_log(NS_LOG_ERROR, "cannot start leader election", "reason", err.msg, NULL);
+            goto stop;
+        }
+    } else {
+        ns_gauge_set(&m_leader, 1);
+    }
+    atomic_store(&a.ready, true);
+    ns_log(NS_LOG_INFO, "caches synced; running", NULL);
+
+    exit_code = EXIT_OK;
+    while (!wait_signal(&sigs, 200)) {
+        if (atomic_load(&a.lost_leader)) {
+            exit_code = EXIT_LOST_LEASE;
+            break;
+        }
+    }
+
+stop:
+    /* The order of controller.h: no new events, no new reconciles (running ones finish),
+     * last Events out, and only then the Lease, so the next leader never overlaps us. */
+    ns_log(NS_LOG_INFO, "shutting down", NULL);
+    atomic_store(&a.stopping, true);
+    atomic_store(&a.ready, false);
+    mesh_controller_stop(a.mesh);
+    if (rec)
+        op_recorder_flush(rec, 2000);
+    if (el)
+        op_leader_stop(el);
+out:
+    ns_http_stop(http);
+    op_leader_free(el);
+    mesh_controller_free(a.mesh);
+    op_recorder_free(rec);
+    ns_kube_free(k);
+    ns_kube_config_free(&cfg);
+    ns_log(NS_LOG_INFO, "stopped", "exit_code",
+           exit_code == EXIT_OK      ? "0"
+           : exit_code == EXIT_START ? "1"
+                                     : "3",
+           NULL);
+    return exit_code;
+}
