@@ -21,129 +21,15 @@
 #ifndef OP_INFORMER_H
 #define OP_INFORMER_H
 
+#include "cache.h"
 #include "err.h"
 #include "kube.h"
 #include "kubewatch.h"
+#include "selector.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
-
-/* Longest key: a 63-byte namespace, '/', a 253-byte name, NUL. */
-#define OP_KEY_MAX 320
-
-/* Writes the cache key of `obj` ("ns/name" or "name") into `buf`. Returns 0, -EINVAL when
- * metadata.name is missing or empty, -ENAMETOOLONG when it does not fit. */
-int op_object_key(const cJSON *obj, char *buf, size_t size);
-
-/* Splits a key into namespace ("" for a cluster-scoped key) and name. Returns 0,
- * -EINVAL for an empty key or part, -ENAMETOOLONG when a part does not fit. */
-int op_key_split(const char *key, char *ns, size_t ns_size, char *name, size_t name_size);
-
-/* ---- label selectors ---- */
-
-typedef enum op_selector_op {
-    OP_SEL_EQ,         /* key=value, key==value */
-    OP_SEL_NEQ,        /* key!=value (also true when the label is absent) */
-    OP_SEL_IN,         /* key in (a,b) */
-    OP_SEL_NOTIN,      /* key notin (a,b) (also true when absent) */
-    OP_SEL_EXISTS,     /* key */
-    OP_SEL_NOT_EXISTS, /* !key */
-    OP_SEL_GT,         /* key>3 (integer values) */
-    OP_SEL_LT,         /* key<3 */
-} op_selector_op;
-
-typedef struct op_selector_req {
-    char *key;
-    op_selector_op op;
-    char **values;
-    size_t nvalues;
-} op_selector_req;
-
-/* A conjunction of requirements. No requirement: matches everything. `nothing`: matches
- * nothing (a NULL LabelSelector, as Kubernetes reads it). */
-typedef struct op_selector {
-    op_selector_req *reqs;
-    size_t n;
-    bool nothing;
-} op_selector;
-
-/* Parses the label selector syntax of kubectl -l and ?labelSelector=. NULL or "" selects
- * everything. Keys and values are checked as Kubernetes checks them (qualified names,
- * values of at most 63 characters). Returns 0 and fills *out (free with op_selector_free),
- * -EINVAL (message in err), or -ENOMEM. */
-int op_selector_parse(const char *text, op_selector *out, ns_err *err);
-
-/* Reads a LabelSelector object {matchLabels, matchExpressions [{key, operator In|NotIn|
- * Exists|DoesNotExist, values}]}: a Deployment's spec.selector. NULL selects nothing and
- * {} everything, as in Kubernetes. Returns as op_selector_parse. */
-int op_selector_from_json(const cJSON *label_selector, op_selector *out, ns_err *err);
-
-void op_selector_free(op_selector *s);
-
-/* True if `labels` (a JSON object of strings, or NULL for none) satisfies `s`. A NULL
- * selector matches everything. */
-bool op_selector_matches(const op_selector *s, const cJSON *labels);
-
-/* op_selector_matches on obj.metadata.labels. */
-bool op_selector_matches_object(const op_selector *s, const cJSON *obj);
-
-/* ---- the cache ---- */
-
-/* Not thread-safe by itself: the informer guards its cache with a rwlock. */
-typedef struct op_cache op_cache;
-
-int op_cache_new(op_cache **out); /* 0 or -ENOMEM */
-void op_cache_free(op_cache *c);  /* frees every object; accepts NULL */
-
-/* Stores `obj` (ownership taken, even on failure) under `key`. The object it replaces is
- * handed to *old when `old` is not NULL (caller frees; NULL if there was none), else
- * freed. Returns 0 or -ENOMEM. */
-int op_cache_put(op_cache *c, const char *key, cJSON *obj, cJSON **old);
-
-/* Removes `key` and returns its object (caller frees), or NULL if absent. */
-cJSON *op_cache_take(op_cache *c, const char *key);
-
-/* The object under `key` (borrowed, valid until the cache changes), or NULL. */
-const cJSON *op_cache_get(const op_cache *c, const char *key);
-
-size_t op_cache_len(const op_cache *c);
-
-/* Called in key order; returning non-zero stops the walk and is returned. */
-typedef int (*op_cache_visit_fn)(void *ud, const char *key, const cJSON *obj);
-int op_cache_foreach(const op_cache *c, op_cache_visit_fn fn, void *ud);
-
-/* Builds a cache from a List object's "items", moving them out of `list` (which the caller
- * still frees). Items without metadata.name are skipped. With `strip_managed_fields`,
- * metadata.managedFields is dropped from each (it is most of a small object's size and no
- * controller reads it). Returns 0 or -ENOMEM. */
-int op_cache_from_list(cJSON *list, bool strip_managed_fields, op_cache **out);
-
-/* ---- what handlers see ---- */
-
-typedef enum op_informer_event_type {
-    OP_INFORMER_ADD,    /* obj is new; old NULL */
-    OP_INFORMER_UPDATE, /* old -> obj */
-    OP_INFORMER_DELETE, /* old is the last state known; obj NULL */
-    OP_INFORMER_RESYNC, /* periodic replay: old == obj, nothing changed */
-} op_informer_event_type;
-
-typedef struct op_informer_event {
-    op_informer_event_type type;
-    const char *key;
-    const cJSON *old; /* borrowed for the duration of the handler call */
-    const cJSON *obj;
-} op_informer_event;
-
-/* "add", "update", "delete", "resync". */
-const char *op_informer_event_type_name(op_informer_event_type type);
-
-/* The changes that turn `old` into `fresh`: a DELETE for each key only in old, then, in
- * key order, an ADD for each key only in fresh and an UPDATE for each key in both whose
- * object differs (by metadata.resourceVersion; by content when either has none).
- * Unchanged keys yield nothing. *out (free with free(); NULL when *n is 0) points into
- * both caches, which must outlive its use. Returns 0 or -ENOMEM. Pure. */
-int op_cache_diff(const op_cache *old, const op_cache *fresh, op_informer_event **out, size_t *n);
 
 /* ---- the informer ---- */
 
