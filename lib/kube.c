@@ -780,8 +780,11 @@ static int curl_errno(CURLcode c, bool too_big)
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-        return -ECONNRESET;
+    /* A handshake that fails is most often a connection reset while the API server goes
+     * down or comes up; a certificate we cannot trust is reported apart (below), so
+     * treating this one as a broken connection lets watches and retries reconnect. */
     case CURLE_SSL_CONNECT_ERROR:
+        return -ECONNRESET;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
