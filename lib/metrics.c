@@ -40,6 +40,19 @@ void ns_metrics_register(ns_metrics *reg, ns_metric *m)
     pthread_mutex_unlock(&reg->lock);
 }
 
+void ns_metrics_unregister(ns_metrics *reg, ns_metric *m)
+{
+    pthread_mutex_lock(&reg->lock);
+    for (ns_metric **p = &reg->head; *p; p = &(*p)->next) {
+        if (*p == m) {
+            *p = m->next;
+            m->next = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+}
+
 void ns_histogram_observe(ns_metric *m, double seconds)
 {
     size_t i = 0;

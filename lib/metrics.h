@@ -53,6 +53,9 @@ typedef struct ns_metrics {
 /* Adds `m` to `reg`, next to other series of the same family. `m` must outlive `reg`. */
 void ns_metrics_register(ns_metrics *reg, ns_metric *m);
 
+/* Removes `m` from `reg` (no-op if absent), for metrics that die before their registry. */
+void ns_metrics_unregister(ns_metrics *reg, ns_metric *m);
+
 static inline void ns_counter_add(ns_metric *m, int64_t n)
 {
     atomic_fetch_add_explicit(&m->value, n, memory_order_relaxed);

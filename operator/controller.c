@@ -70,21 +70,6 @@ static ns_metric *all_metrics(op_controller *c, size_t i)
     return i < sizeof(list) / sizeof(list[0]) ? list[i] : NULL;
 }
 
-/* ns_metrics has no removal; a controller freed before its registry must not leave
- * pointers to freed memory in the registry's list. */
-static void metric_unlink(ns_metrics *reg, ns_metric *m)
-{
-    pthread_mutex_lock(&reg->lock);
-    for (ns_metric **p = &reg->head; *p; p = &(*p)->next) {
-        if (*p == m) {
-            *p = m->next;
-            m->next = NULL;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&reg->lock);
-}
-
 static int setup_metrics(op_controller *c)
 {
     size_t n = strlen(c->name) + 32;
@@ -363,7 +348,7 @@ void op_controller_free(op_controller *c)
         op_controller_stop(c);
     if (c->reg)
         for (size_t i = 0; all_metrics(c, i); i++)
-            metric_unlink(c->reg, all_metrics(c, i));
+            ns_metrics_unregister(c->reg, all_metrics(c, i));
     op_workqueue_free(c->q);
     for (size_t i = 0; i < c->nlinks; i++)
         free(c->links[i]);

@@ -45,6 +45,14 @@ static void test_render(void)
                                       "lat_seconds_sum 5.005500000\n"
                                       "lat_seconds_count 3\n");
     ns_buf_free(&b);
+
+    /* after unregistering, the series is gone and its family header with it */
+    ns_metrics_unregister(&reg, &g);
+    ns_buf_init(&b);
+    ns_metrics_render(&reg, &b);
+    CU_ASSERT_PTR_NULL(strstr(ns_buf_cstr(&b), "# HELP y"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ns_buf_cstr(&b), "x_total{code=\"500\"} 1"));
+    ns_buf_free(&b);
 }
 
 const ns_test metrics_tests[] = {
