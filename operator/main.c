@@ -73,6 +73,16 @@ static void usage(FILE *f)
             "  --workers N                reconcile workers (default 2)\n"
             "  --resync-period SECONDS    reconcile every Mesh this often even without changes\n"
             "                             (default 600; 0: never)\n"
+            "  --webhook-url URL          local mode: the webhook configuration calls this\n"
+            "                             https:// URL (clientConfig.url) instead of the\n"
+            "                             injector's Service; the serving certificate also\n"
+            "                             names the URL's host\n"
+            "                             (e.g. https://127.0.0.1:19443/inject)\n"
+            "  --local-injector-dir DIR   local mode: after each reconcile, write the injector's\n"
+            "                             tls.crt, tls.key, ca.crt and config.json into DIR when\n"
+            "                             they change, as a kubelet mounts its Secret and\n"
+            "                             ConfigMap, for `nutshell-injector serve` run by hand\n"
+            "                             (for development clusters without a container runtime)\n"
             "  --log-level LEVEL          debug, info, warn, error (default info)\n"
             "  --log-format FORMAT        text or json (default text)\n"
             "  --version                  print the version and exit\n"
@@ -197,11 +207,14 @@ int main(int argc, char **argv)
         {"resync-period", required_argument, NULL, 'r'},
         {"log-level", required_argument, NULL, 'L'},
         {"log-format", required_argument, NULL, 'F'},
+        {"webhook-url", required_argument, NULL, 'u'},
+        {"local-injector-dir", required_argument, NULL, 'D'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *kubeconfig = NULL, *ns = "nutshell-system", *mlisten = "0.0.0.0:9090";
+    const char *webhook_url = NULL, *local_dir = NULL;
     bool leader_elect = false, leader_set = false;
     uint32_t workers = 2, resync_s = 600;
     ns_log_level level = NS_LOG_INFO;
@@ -249,6 +262,21 @@ int main(int argc, char **argv)
                 fprintf(stderr, "nutshell-operator: bad --log-format %s\n", optarg);
                 return EXIT_USAGE;
             }
+            break;
+        case 'u':
+            if (strncmp(optarg, "https://", 8) != 0 || !optarg[8]) {
+                fprintf(stderr,
+                        "nutshell-operator: --webhook-url wants https://HOST[:PORT]/PATH\n");
+                return EXIT_USAGE;
+            }
+            webhook_url = optarg;
+            break;
+        case 'D':
+            if (!*optarg) {
+                fprintf(stderr, "nutshell-operator: --local-injector-dir must not be empty\n");
+                return EXIT_USAGE;
+            }
+            local_dir = optarg;
             break;
         case 'V':
             printf("nutshell-operator %s\n", NUTSHELL_VERSION);
@@ -333,7 +361,9 @@ int main(int argc, char **argv)
                                .writes = &m_writes,
                                .workers = workers,
                                .resync_ms = (long)resync_s * 1000L,
-                               .start_paused = leader_elect};
+                               .start_paused = leader_elect,
+                               .webhook_url = webhook_url,
+                               .local_dir = local_dir};
     if (mesh_controller_new(&mo, &a.mesh, &err) != 0) {
         ns_log(NS_LOG_ERROR, "cannot make the Mesh controller", "reason", err.msg, NULL);
         goto out;
@@ -350,6 +380,9 @@ int main(int argc, char **argv)
     ns_log(NS_LOG_INFO, "starting", "version", NUTSHELL_VERSION, "server", cfg.server, "namespace",
            ns, "metrics_port", portbuf, "leader_elect", leader_elect ? "true" : "false", "identity",
            identity, NULL);
+    if (webhook_url || local_dir)
+        ns_log(NS_LOG_INFO, "local mode", "webhook_url", webhook_url ? webhook_url : "(service)",
+               "local_injector_dir", local_dir ? local_dir : "(none)", NULL);
 
     if (mesh_controller_start_informers(a.mesh, &err) != 0) {
         ns_log(NS_LOG_ERROR, "cannot start", "reason", err.msg, NULL);

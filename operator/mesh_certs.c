@@ -491,15 +491,54 @@ int mesh_certs_mint_ca(int64_t validity, time_t now, ns_tls_pair *out, ns_err *e
 int mesh_certs_mint_serving(const ns_tls_pair *ca, const char *service, const char *namespace,
                             int64_t validity, ns_tls_pair *out, ns_err *err)
 {
+    return mesh_certs_mint_serving_sans(ca, service, namespace, NULL, NULL, validity, out, err);
+}
+
+#define EXTRA_SANS_MAX 8
+
+int mesh_certs_mint_serving_sans(const ns_tls_pair *ca, const char *service, const char *namespace,
+                                 const char *const *extra_dns, const char *const *extra_ips,
+                                 int64_t validity, ns_tls_pair *out, ns_err *err)
+{
     if (!ca || !ca->cert_pem || !ca->key_pem)
         return ns_errorf(err, -EINVAL, "no CA to sign the serving certificate with");
     char svc[300], fqdn[320];
     snprintf(svc, sizeof(svc), "%s.%s.svc", service, namespace);
     snprintf(fqdn, sizeof(fqdn), "%s.%s.svc.cluster.local", service, namespace);
-    const char *const dns[] = {svc, fqdn, NULL};
+    const char *dns[2 + EXTRA_SANS_MAX + 1] = {svc, fqdn};
+    size_t n = 2;
+    for (size_t i = 0; extra_dns && extra_dns[i]; i++) {
+        if (n >= 2 + EXTRA_SANS_MAX)
+            return ns_errorf(err, -EINVAL, "too many extra DNS names");
+        dns[n++] = extra_dns[i];
+    }
+    dns[n] = NULL;
+    for (size_t i = 0; extra_ips && extra_ips[i]; i++)
+        if (i >= EXTRA_SANS_MAX)
+            return ns_errorf(err, -EINVAL, "too many extra IP addresses");
     /* The common name is only a label (clients check the DNS names), and X.509 caps it at
      * 64 characters, which a revision's full host name can exceed. */
-    ns_cert_request req = {
-        .common_name = service, .dns_names = dns, .valid_days = days_of(validity)};
+    ns_cert_request req = {.common_name = service,
+                           .dns_names = dns,
+                           .ip_addrs = extra_ips && extra_ips[0] ? extra_ips : NULL,
+                           .valid_days = days_of(validity)};
     return ns_tls_mint(&req, ca, out, err);
+}
+
+bool mesh_certs_cert_covers(const char *cert_pem, const char *host)
+{
+    if (!cert_pem || !host || !*host)
+        return false;
+    BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (!x) {
+        ERR_clear_error();
+        return false;
+    }
+    int ok = X509_check_ip_asc(x, host, 0);
+    if (ok == -2) /* not an IP address: a host name */
+        ok = X509_check_host(x, host, strlen(host), 0, NULL);
+    X509_free(x);
+    return ok == 1;
 }

@@ -187,4 +187,15 @@ int mesh_certs_mint_ca(int64_t validity, time_t now, ns_tls_pair *out, ns_err *e
 int mesh_certs_mint_serving(const ns_tls_pair *ca, const char *service, const char *namespace,
                             int64_t validity, ns_tls_pair *out, ns_err *err);
 
+/* As mesh_certs_mint_serving, with more subject alternative names: `extra_dns` and
+ * `extra_ips` (NULL-terminated, each may be NULL), for a webhook the API server reaches
+ * by URL (the operator's local mode: --webhook-url). */
+int mesh_certs_mint_serving_sans(const ns_tls_pair *ca, const char *service, const char *namespace,
+                                 const char *const *extra_dns, const char *const *extra_ips,
+                                 int64_t validity, ns_tls_pair *out, ns_err *err);
+
+/* True if the PEM certificate `cert_pem` is valid for `host`: an IP address (checked
+ * against its IP SANs) or a DNS name. False if it does not parse. */
+bool mesh_certs_cert_covers(const char *cert_pem, const char *host);
+
 #endif

@@ -1,6 +1,7 @@
 /* mesh_controller.c - the Mesh controller's I/O: informers, reconcile, writes, status. */
 #include "mesh_controller.h"
 
+#include "files.h"
 #include "informer.h"
 #include "json.h"
 #include "leader.h"
@@ -8,9 +9,12 @@
 #include "mesh_certs.h"
 #include "mesh_render.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ---- the kinds a Mesh owns ---- */
@@ -63,6 +67,10 @@ struct mesh_controller {
     op_informer *meshes;
     op_informer *owned[K_COUNT];
     op_controller *ctl;
+    char *webhook_url; /* local mode: clientConfig.url; NULL: the Service */
+    char *url_host;    /* the URL's host (an extra SAN of the serving certificate) */
+    bool url_host_ip;  /* ... an IP address */
+    char *local_dir;   /* local mode: where the injector's files are written; NULL: none */
 };
 
 static int kind_index(const char *kind)
@@ -375,6 +383,17 @@ static int cert_state_load(mesh_controller *mc, const mesh_spec *spec, bool fres
                "reason", perr.msg, NULL);
     if (secrets[1] && mesh_tls_secret_read(secrets[1], &cs->serving, &perr) != 0)
         memset(&cs->serving, 0, sizeof(cs->serving));
+    /* Local mode: a serving certificate not valid for the URL's host (minted before
+     * --webhook-url was given) counts as absent, so the planner issues a new one. */
+    if (cs->serving.cert_pem && mc->url_host &&
+        !mesh_certs_cert_covers(cs->serving.cert_pem, mc->url_host)) {
+        ns_log(NS_LOG_INFO,
+               "serving certificate does not name the webhook URL's host; "
+               "a new one will be issued",
+               "host", mc->url_host, NULL);
+        ns_tls_pair_free(&cs->serving);
+        memset(&cs->serving, 0, sizeof(cs->serving));
+    }
     cJSON_Delete(secrets[0]);
     cJSON_Delete(secrets[1]);
     return 0;
@@ -415,9 +434,13 @@ static int cert_step(mesh_controller *mc, const cJSON *mesh, const mesh_spec *sp
               plan->reason, when);
         break;
     }
-    case MESH_CERT_MINT_SERVING:
-        rc = mesh_certs_mint_serving(&cs->store.ca, spec->names.injector, mc->namespace,
-                                     spec->certs.validity, &fresh, err);
+    case MESH_CERT_MINT_SERVING: {
+        const char *host[] = {mc->url_host, NULL};
+        rc = mesh_certs_mint_serving_sans(&cs->store.ca, spec->names.injector, mc->namespace,
+                                          mc->url_host && !mc->url_host_ip ? host : NULL,
+                                          mc->url_host && mc->url_host_ip ? host : NULL,
+                                          spec->certs.validity, &fresh, err);
+    }
         if (rc)
             return rc;
         /* The Secret itself is written with the rendered objects, right after. */
@@ -585,6 +608,78 @@ static int apply_all(mesh_controller *mc, const cJSON *mesh, const cJSON *desire
     return 0;
 }
 
+/* ---- local mode ---- */
+
+/* Points every webhook of the rendered MutatingWebhookConfiguration at the URL instead
+ * of the Service; the rest (caBundle, selectors, policies) stays as rendered. */
+static int use_webhook_url(const mesh_controller *mc, cJSON *desired, ns_err *err)
+{
+    cJSON *d;
+    cJSON_ArrayForEach(d, desired)
+    {
+        const char *k = ns_json_str(d, "kind");
+        if (!k || strcmp(k, kinds[K_MWC].kind) != 0)
+            continue;
+        cJSON *w;
+        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(d, "webhooks"))
+        {
+            cJSON *cc = cJSON_GetObjectItemCaseSensitive(w, "clientConfig");
+            if (!cc)
+                continue;
+            cJSON_DeleteItemFromObjectCaseSensitive(cc, "service");
+            if (!cJSON_AddStringToObject(cc, "url", mc->webhook_url))
+                return ns_errorf(err, -ENOMEM, "out of memory");
+        }
+    }
+    return 0;
+}
+
+/* Writes DIR/name unless it already holds exactly `data`. */
+static int write_if_changed(const mesh_controller *mc, const char *name, const char *data,
+                            ns_err *err)
+{
+    char path[4096];
+    size_t len = strlen(data), have_len = 0;
+    char *have = NULL;
+    snprintf(path, sizeof(path), "%s/%s", mc->local_dir, name);
+    ns_err rerr = {0};
+    bool same = ns_read_file(path, len + 1, &have, &have_len, &rerr) == 0 && have_len == len &&
+                memcmp(have, data, len) == 0;
+    free(have);
+    if (same)
+        return 0;
+    int rc = ns_write_file_atomic(path, data, len, err);
+    if (rc == 0)
+        ns_log(NS_LOG_INFO, "wrote local injector file", "path", path, NULL);
+    return rc;
+}
+
+/* What a kubelet would mount into the injector's pod: the Secret's tls.crt, tls.key and
+ * ca.crt, and the ConfigMap's config.json. The key goes before the certificate, the
+ * certificate last: the injector reloads the pair when the certificate changes. */
+static int write_local_files(const mesh_controller *mc, const cJSON *desired, const mesh_tls *tls,
+                             ns_err *err)
+{
+    const char *config = NULL;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, desired)
+    {
+        const char *k = ns_json_str(d, "kind");
+        if (k && strcmp(k, kinds[K_CM].kind) == 0)
+            config = ns_json_path_str(d, "data", "config.json", NULL);
+    }
+    if (!config)
+        return ns_errorf(err, -EINVAL, "rendered no injector config");
+    int rc = write_if_changed(mc, "ca.crt", tls->ca_bundle_pem, err);
+    if (!rc)
+        rc = write_if_changed(mc, "config.json", config, err);
+    if (!rc)
+        rc = write_if_changed(mc, "tls.key", tls->key_pem, err);
+    if (!rc)
+        rc = write_if_changed(mc, "tls.crt", tls->cert_pem, err);
+    return rc;
+}
+
 /* One reconcile of a Mesh that is not being deleted. */
 static int sync_mesh(mesh_controller *mc, const cJSON *mesh_in, ns_err *err)
 {
@@ -647,10 +742,14 @@ static int sync_mesh(mesh_controller *mc, const cJSON *mesh_in, ns_err *err)
     mesh_tls tls = {
         .ca_bundle_pem = bundle, .cert_pem = cs.serving.cert_pem, .key_pem = cs.serving.key_pem};
     rc = mesh_render_spec(&spec, mc->namespace, &tls, &desired, err);
+    if (!rc && mc->webhook_url)
+        rc = use_webhook_url(mc, desired, err);
     if (!rc)
         rc = apply_all(mc, mesh, desired, &live, err);
     if (!rc)
         rc = prune(mc, &spec, desired, err);
+    if (!rc && mc->local_dir)
+        rc = write_local_files(mc, desired, &tls, err);
     if (rc)
         goto out;
 
@@ -721,6 +820,35 @@ static void enqueue_owner_cb(op_controller *c, void *ud, const op_informer_event
         op_controller_enqueue(c, key);
 }
 
+/* Keeps the URL and its host: https://HOST[:PORT][/PATH], HOST a name, an IPv4 address
+ * or a bracketed IPv6 address. */
+static int parse_webhook_url(mesh_controller *mc, const char *url, ns_err *err)
+{
+    static const char scheme[] = "https://";
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return ns_errorf(err, -EINVAL, "the webhook URL must start with https://: %s", url);
+    const char *h = url + sizeof(scheme) - 1, *end;
+    if (*h == '[') {
+        h++;
+        end = strchr(h, ']');
+        if (!end)
+            return ns_errorf(err, -EINVAL, "bad IPv6 address in the webhook URL: %s", url);
+    } else {
+        end = h + strcspn(h, ":/?#");
+    }
+    if (end == h || strpbrk(url, "?#") || strchr(h, '@'))
+        return ns_errorf(err, -EINVAL,
+                         "the webhook URL wants a host and no user, query or fragment: %s", url);
+    mc->webhook_url = strdup(url);
+    mc->url_host = strndup(h, (size_t)(end - h));
+    if (!mc->webhook_url || !mc->url_host)
+        return ns_errorf(err, -ENOMEM, "out of memory");
+    unsigned char addr[16];
+    mc->url_host_ip =
+        inet_pton(AF_INET, mc->url_host, addr) == 1 || inet_pton(AF_INET6, mc->url_host, addr) == 1;
+    return 0;
+}
+
 int mesh_controller_new(const mesh_controller_opts *o, mesh_controller **out, ns_err *err)
 {
     if (!o || !o->kube || !o->namespace || !*o->namespace || !o->version)
@@ -736,6 +864,17 @@ int mesh_controller_new(const mesh_controller_opts *o, mesh_controller **out, ns
     mc->namespace = strdup(o->namespace);
     mc->version = strdup(o->version);
     int rc = mc->namespace && mc->version ? 0 : ns_errorf(err, -ENOMEM, "out of memory");
+    if (!rc && o->webhook_url)
+        rc = parse_webhook_url(mc, o->webhook_url, err);
+    if (!rc && o->local_dir) {
+        mc->local_dir = strdup(o->local_dir);
+        if (!mc->local_dir)
+            rc = ns_errorf(err, -ENOMEM, "out of memory");
+        else if (!*o->local_dir)
+            rc = ns_errorf(err, -EINVAL, "the local injector directory must not be empty");
+        else if (mkdir(o->local_dir, 0700) != 0 && errno != EEXIST)
+            rc = ns_errorf(err, -errno, "cannot make %s: %s", o->local_dir, strerror(errno));
+    }
 
     op_controller_opts co = {.name = "mesh",
                              .workers = o->workers ? o->workers : 1,
@@ -826,5 +965,8 @@ void mesh_controller_free(mesh_controller *mc)
     op_controller_free(mc->ctl);
     free(mc->namespace);
     free(mc->version);
+    free(mc->webhook_url);
+    free(mc->url_host);
+    free(mc->local_dir);
     free(mc);
 }

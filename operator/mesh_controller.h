@@ -47,6 +47,15 @@ typedef struct mesh_controller_opts {
     unsigned workers;      /* 0: 1 */
     long resync_ms;        /* > 0: reconcile every Mesh this often even if nothing changed */
     bool start_paused;     /* leader election: wait for mesh_controller_resume */
+    /* Local mode, for clusters without a container runtime (docs/operator.md):
+     * webhook_url: the webhook configuration calls this https:// URL (clientConfig.url)
+     *   instead of the injector's Service, and the serving certificate also names the
+     *   URL's host (an IP SAN for an address). NULL: the Service.
+     * local_dir: after each reconcile, the injector's tls.crt, tls.key (0600), ca.crt and
+     *   config.json are written there atomically when they changed, as a kubelet mounts
+     *   the Secret and the ConfigMap, for an injector run by hand. NULL: none. */
+    const char *webhook_url;
+    const char *local_dir;
 } mesh_controller_opts;
 
 /* Makes the controller and its informers (not started). Strings are copied. Returns 0 and
