@@ -205,32 +205,6 @@ static void init_once(void)
     ns_metrics_register(&metrics, &m_build);
 }
 
-/* Splits "host:port" or "[v6]:port". */
-static int parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (*s == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -EINVAL;
-        hl = (size_t)(colon - s);
-    }
-    if (hl == 0 || hl >= hostlen)
-        return -EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    return ns_parse_port(colon + 1, port);
-}
-
 int inj_server_start(const inj_server_opts *o, inj_server **out, ns_err *err)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -392,8 +366,8 @@ int inj_serve_main(int argc, char **argv)
         return 2;
     }
     char host[64], mhost[64];
-    if (parse_listen(listen, host, sizeof(host), &o.port) != 0 ||
-        parse_listen(mlisten, mhost, sizeof(mhost), &o.metrics_port) != 0) {
+    if (ns_parse_listen(listen, host, sizeof(host), &o.port) != 0 ||
+        ns_parse_listen(mlisten, mhost, sizeof(mhost), &o.metrics_port) != 0) {
         fprintf(stderr, "nutshell-injector: --listen and --metrics-listen want ADDR:PORT\n");
         return 2;
     }

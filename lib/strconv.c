@@ -46,6 +46,36 @@ int ns_parse_port(const char *s, uint16_t *out)
     return 0;
 }
 
+int ns_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *h = s, *colon;
+    size_t hl;
+    if (!s)
+        return -EINVAL;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -EINVAL;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -EINVAL;
+    uint32_t p;
+    if (ns_parse_u32(colon + 1, 65535, &p) != 0)
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
 /* True if any bit after the first `prefix` bits of the `n`-byte address is set. */
 static bool host_bits_set(const unsigned char *a, size_t n, unsigned prefix)
 {

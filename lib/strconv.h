@@ -17,6 +17,11 @@ int ns_parse_u32(const char *s, uint32_t max, uint32_t *out);
 /* A TCP/UDP port, 1..65535. */
 int ns_parse_port(const char *s, uint16_t *out);
 
+/* Splits a listen address "host:port" or "[v6 host]:port" into `host` (at most
+ * `hostlen` - 1 bytes, brackets removed) and `port`; port 0 means "any free port".
+ * Returns 0 or -EINVAL. */
+int ns_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
+
 /* An IPv4 or IPv6 network in CIDR notation ("10.0.0.0/8", "fd00::/8"); a bare address
  * means a single host (/32 or /128). Host bits set below the prefix are an error, as
  * Kubernetes and iptables-restore would otherwise disagree about what was meant. */

@@ -93,35 +93,6 @@ static void usage(FILE *f)
             "2 bad flags; 3 lost the leader Lease (restart to stand again).\n");
 }
 
-/* Splits "host:port" or "[v6]:port"; port 0 picks a free one. */
-static int parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *h = s, *colon;
-    size_t hl;
-    if (*s == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -EINVAL;
-        hl = (size_t)(colon - s);
-    }
-    if (hl == 0 || hl >= hostlen)
-        return -EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (strcmp(colon + 1, "0") == 0) {
-        *port = 0;
-        return 0;
-    }
-    return ns_parse_port(colon + 1, port);
-}
-
 static int parse_bool(const char *s, bool *out)
 {
     if (!s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
@@ -291,7 +262,7 @@ int main(int argc, char **argv)
     }
     char mhost[64];
     uint16_t mport;
-    if (optind != argc || !*ns || parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0) {
+    if (optind != argc || !*ns || ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0) {
         fprintf(stderr, "nutshell-operator: %s\n",
                 optind != argc ? "unexpected arguments"
                 : !*ns         ? "--namespace must not be empty"

@@ -58,7 +58,25 @@ static void test_lists(void)
     NS_ASSERT_STR_EQ(item, "1");
 }
 
+static void test_listen(void)
+{
+    char host[64];
+    uint16_t port = 1;
+    NS_ASSERT_INT_EQ(ns_parse_listen("0.0.0.0:9443", host, sizeof(host), &port), 0);
+    NS_ASSERT_STR_EQ(host, "0.0.0.0");
+    NS_ASSERT_INT_EQ(port, 9443);
+    NS_ASSERT_INT_EQ(ns_parse_listen("[::1]:0", host, sizeof(host), &port), 0);
+    NS_ASSERT_STR_EQ(host, "::1");
+    NS_ASSERT_INT_EQ(port, 0);
+    NS_ASSERT_INT_EQ(ns_parse_listen("9443", host, sizeof(host), &port), -EINVAL);
+    NS_ASSERT_INT_EQ(ns_parse_listen(":9443", host, sizeof(host), &port), -EINVAL);
+    NS_ASSERT_INT_EQ(ns_parse_listen("[::1]9443", host, sizeof(host), &port), -EINVAL);
+    NS_ASSERT_INT_EQ(ns_parse_listen("h:70000", host, sizeof(host), &port), -EINVAL);
+    NS_ASSERT_INT_EQ(ns_parse_listen("h:x", host, sizeof(host), &port), -EINVAL);
+}
+
 const ns_test strconv_tests[] = {
+    {"listen addresses", test_listen},
     {"ports", test_ports},
     {"cidrs", test_cidrs},
     {"lists", test_lists},
