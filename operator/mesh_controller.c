@@ -525,26 +525,61 @@ static bool desired_has(const cJSON *desired, const char *kind, const char *name
     return false;
 }
 
+/* What prune looks for in one informer's cache: objects of this Mesh that the current
+ * render no longer has. Only their names and uids are copied out, under the cache's read
+ * lock; the deletes happen after, without it. */
+typedef struct prune_scan {
+    const mesh_spec *spec;
+    const cJSON *desired;
+    const char *kind;
+    const char *namespace; /* NULL for cluster-scoped kinds */
+    bool keep_ca;          /* Secrets: the CA store is never rendered but always kept */
+    cJSON *victims;        /* [{"name","uid"}] */
+} prune_scan;
+
+static int prune_visit_cb(void *ud, const char *key, const cJSON *o)
+{
+    prune_scan *ps = ud;
+    const char *name = ns_json_path_str(o, "metadata", "name", NULL);
+    const char *ns = ns_json_path_str(o, "metadata", "namespace", NULL);
+    if (!name || (ps->namespace && (!ns || strcmp(ns, ps->namespace) != 0)) ||
+        !owned_by(o, ps->spec->uid) || desired_has(ps->desired, ps->kind, name) ||
+        (ps->keep_ca && strcmp(name, ps->spec->names.ca) == 0))
+        return 0;
+    cJSON *v = cJSON_CreateObject();
+    const char *uid = ns_json_path_str(o, "metadata", "uid", NULL);
+    if (!v || !cJSON_AddStringToObject(v, "name", name) ||
+        !cJSON_AddStringToObject(v, "uid", uid ? uid : "") ||
+        !cJSON_AddItemToArray(ps->victims, v)) {
+        cJSON_Delete(v);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 /* Deletes what this Mesh owns but no longer renders (the PodDisruptionBudget when the
- * replicas drop to 1). The CA store is never rendered but always kept. */
+ * replicas drop to 1). */
 static int prune(mesh_controller *mc, const mesh_spec *spec, const cJSON *desired, ns_err *err)
 {
     int rc = 0;
     for (int i = 0; i < K_COUNT && !rc; i++) {
-        cJSON *items = NULL;
-        if (op_informer_list(mc->owned[i], kinds[i].namespaced ? mc->namespace : NULL, NULL,
-                             &items) != 0)
+        prune_scan ps = {.spec = spec,
+                         .desired = desired,
+                         .kind = kinds[i].kind,
+                         .namespace = kinds[i].namespaced ? mc->namespace : NULL,
+                         .keep_ca = i == K_SECRET,
+                         .victims = cJSON_CreateArray()};
+        if (!ps.victims || op_informer_foreach(mc->owned[i], prune_visit_cb, &ps) != 0) {
+            cJSON_Delete(ps.victims);
             return ns_errorf(err, -ENOMEM, "out of memory");
-        const cJSON *o;
-        cJSON_ArrayForEach(o, items)
+        }
+        const cJSON *v;
+        cJSON_ArrayForEach(v, ps.victims)
         {
-            const char *name = ns_json_path_str(o, "metadata", "name", NULL);
-            if (!name || !owned_by(o, spec->uid) || desired_has(desired, kinds[i].kind, name) ||
-                (i == K_SECRET && strcmp(name, spec->names.ca) == 0))
-                continue;
+            const char *name = ns_json_str(v, "name");
+            const char *uid = ns_json_str(v, "uid");
             ns_kube_ref ref = owned_ref(mc, i, name);
-            ns_kube_delete_opts dopts = {.precondition_uid =
-                                             ns_json_path_str(o, "metadata", "uid", NULL)};
+            ns_kube_delete_opts dopts = {.precondition_uid = uid && *uid ? uid : NULL};
             ns_kube_status st;
             int drc = ns_kube_delete(mc->kube, &ref, &dopts, NULL, &st);
             count_write(mc, "delete", kinds[i].kind, name);
@@ -554,7 +589,7 @@ static int prune(mesh_controller *mc, const mesh_spec *spec, const cJSON *desire
             }
             ns_log(NS_LOG_INFO, "pruned", "kind", kinds[i].kind, "name", name, NULL);
         }
-        cJSON_Delete(items);
+        cJSON_Delete(ps.victims);
     }
     return rc;
 }
