@@ -1,6 +1,7 @@
 /* tlsfiles.c - PEM pair loading/validation and certificate minting (OpenSSL). */
 #include "tlsfiles.h"
 
+#include <limits.h>
 #include <openssl/bio.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -179,7 +180,13 @@ int ns_tls_mint(const ns_cert_request *req, const ns_tls_pair *issuer, ns_tls_pa
     X509_set_version(cert, 2);
     /* Backdate a little so that a clock a few minutes behind still accepts it. */
     X509_gmtime_adj(X509_getm_notBefore(cert), -300);
-    X509_gmtime_adj(X509_getm_notAfter(cert), (long)req->valid_days * 86400L);
+    /* Days and seconds apart, so that a long lifetime cannot overflow a 32-bit long. */
+    long days = req->valid_seconds > 0 ? req->valid_seconds / 86400L : (long)req->valid_days;
+    long secs = req->valid_seconds > 0 ? req->valid_seconds % 86400L : 0;
+    if (days > INT_MAX)
+        days = INT_MAX;
+    if (!X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, secs, NULL))
+        goto out;
     X509_NAME *name = X509_get_subject_name(cert);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)req->common_name,
                                -1, -1, 0);

@@ -40,7 +40,8 @@ typedef struct ns_cert_request {
     const char *common_name;
     const char *const *dns_names; /* NULL-terminated, may be NULL */
     const char *const *ip_addrs;  /* NULL-terminated, may be NULL */
-    int valid_days;
+    int valid_days;               /* lifetime in days, used when valid_seconds is 0 */
+    long valid_seconds;           /* lifetime in seconds; when > 0 it wins over valid_days */
     bool is_ca;
 } ns_cert_request;
 

@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SECONDS_PER_DAY 86400
-
 /* ---- the planner ---- */
 
 static mesh_cert_plan plan(mesh_cert_action action, const char *reason, time_t next)
@@ -474,17 +472,17 @@ int mesh_tls_secret_read(const cJSON *secret, ns_tls_pair *out, ns_err *err)
 
 /* ---- minting ---- */
 
-static int days_of(int64_t seconds)
+/* Certificates are minted to the second: a lifetime shorter than a day stays short. */
+static long seconds_of(int64_t seconds)
 {
-    int64_t days = (seconds + SECONDS_PER_DAY - 1) / SECONDS_PER_DAY;
-    return days < 1 ? 1 : days > INT_MAX ? INT_MAX : (int)days;
+    return seconds < 1 ? 1 : seconds > LONG_MAX ? LONG_MAX : (long)seconds;
 }
 
 int mesh_certs_mint_ca(int64_t validity, time_t now, ns_tls_pair *out, ns_err *err)
 {
     char cn[64];
     snprintf(cn, sizeof(cn), "nutshell-injector-ca@%lld", (long long)now);
-    ns_cert_request req = {.common_name = cn, .valid_days = days_of(validity), .is_ca = true};
+    ns_cert_request req = {.common_name = cn, .valid_seconds = seconds_of(validity), .is_ca = true};
     return ns_tls_mint(&req, NULL, out, err);
 }
 
@@ -521,7 +519,7 @@ int mesh_certs_mint_serving_sans(const ns_tls_pair *ca, const char *service, con
     ns_cert_request req = {.common_name = service,
                            .dns_names = dns,
                            .ip_addrs = extra_ips && extra_ips[0] ? extra_ips : NULL,
-                           .valid_days = days_of(validity)};
+                           .valid_seconds = seconds_of(validity)};
     return ns_tls_mint(&req, ca, out, err);
 }
 

@@ -173,8 +173,8 @@ int mesh_certs_facts(const mesh_cert_material *m, time_t now, mesh_cert_facts *o
 int mesh_tls_secret_read(const cJSON *secret, ns_tls_pair *out, ns_err *err);
 
 /* ---- minting (OpenSSL, via ns_tls_mint) ----
- * Lifetimes are in seconds and rounded up to whole days, the unit ns_tls_mint works in
- * (mesh_spec_validate insists on whole days for the two lifetimes). */
+ * Lifetimes are exact seconds (ns_cert_request.valid_seconds): notAfter is the minting
+ * time plus the lifetime, notBefore 5 minutes before the minting time. */
 
 /* A self-signed CA named "nutshell-injector-ca@<now>", following the API server's own
  * "<name>-ca@<unix time>": the CAs of a bundle then never share a subject. */

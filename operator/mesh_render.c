@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SECONDS_PER_DAY 86400
-
 /* Ports and paths that the injector's flags, the Service and the probes must agree on. */
 #define WEBHOOK_PORT  9443
 #define METRICS_PORT  9090
@@ -368,16 +366,6 @@ static int check_certs(const mesh_spec *s, ns_err *err)
                          "spec.certificates: caValidity (%s), validity (%s) and renewBefore "
                          "(%s) must all be longer than zero",
                          ca, v, rb);
-    if (s->certs.ca_validity % SECONDS_PER_DAY)
-        return ns_errorf(err, -EINVAL,
-                         "spec.certificates.caValidity (%s) must be a whole number of days "
-                         "(a multiple of 24h): certificates are minted in days",
-                         ca);
-    if (s->certs.validity % SECONDS_PER_DAY)
-        return ns_errorf(err, -EINVAL,
-                         "spec.certificates.validity (%s) must be a whole number of days "
-                         "(a multiple of 24h): certificates are minted in days",
-                         v);
     if (s->certs.renew_before >= s->certs.validity)
         return ns_errorf(err, -EINVAL,
                          "spec.certificates.renewBefore (%s) must be shorter than validity (%s), "

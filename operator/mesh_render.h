@@ -131,9 +131,9 @@ int mesh_spec_resolve(const cJSON *mesh, const char *version, mesh_spec *out, ns
  *   - replicas >= 0, and 0 only with failurePolicy Ignore (no injector plus Fail blocks
  *     every pod creation in opted-in namespaces); timeoutSeconds 1..30 (the API
  *     server's range); failurePolicy Fail or Ignore;
- *   - certificate durations: validity and caValidity are whole days (certificates are
- *     minted in days), 0 < renewBefore < validity, and validity + renewBefore <
- *     caValidity (a CA must outlive every certificate it signs, with room to rotate).
+ *   - certificate durations (exact seconds): 0 < renewBefore < validity, and
+ *     validity + renewBefore < caValidity (a CA must outlive every certificate it
+ *     signs, with room to rotate).
  * Returns 0, or -EINVAL with one sentence in err naming the field(s) and value(s). */
 int mesh_spec_validate(const mesh_spec *spec, ns_err *err);
 

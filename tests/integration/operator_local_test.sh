@@ -10,9 +10,8 @@
 # Usage: operator_local_test.sh PATH/TO/nutshell-operator PATH/TO/nutshell-injector
 #        (needs: hack/cluster.sh up)
 #
-# Not covered: rotation through the files. The Mesh's certificate lifetimes are whole
-# days (mesh_spec_validate: "a multiple of 24h"), so no rotation happens within a test;
-# the injector's reload of rotated files is tested in tests/unit/injector/test_server.c.
+# Not covered here: rotation through the files, which operator_rotation_test.sh exercises
+# with lifetimes in seconds.
 #
 # The cluster may be shared: the test refuses to run next to an existing Mesh "default"
 # or webhook configuration nutshell-sidecar-injector (hack/run.sh's), deletes the CRDs

@@ -20,6 +20,15 @@ static void test_mint_and_verify_pair(void)
     time_t day = time(NULL) + 86400;
     CU_ASSERT_TRUE(leaf.not_after > day - 600 && leaf.not_after <= day + 600);
 
+    /* valid_seconds, when set, wins over valid_days and is exact */
+    ns_tls_pair brief;
+    ns_cert_request brief_req = {
+        .common_name = "injector", .ip_addrs = ips, .valid_days = 5, .valid_seconds = 90};
+    time_t before = time(NULL);
+    NS_ASSERT_INT_EQ(ns_tls_mint(&brief_req, &ca, &brief, &err), 0);
+    CU_ASSERT_TRUE(brief.not_after >= before + 90 && brief.not_after <= time(NULL) + 90);
+    ns_tls_pair_free(&brief);
+
     ns_tls_pair loaded;
     NS_ASSERT_INT_EQ(ns_tls_pair_from_pem(leaf.cert_pem, leaf.cert_len, leaf.key_pem, leaf.key_len,
                                           &loaded, &err),

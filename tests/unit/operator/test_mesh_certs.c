@@ -444,8 +444,9 @@ static void test_real_rotation(void)
     NS_ASSERT_INT_EQ(mesh_certs_mint_ca(spec.certs.ca_validity, now, &ca1, &err), 0);
     mesh_ca_store_set_ca(&store, &ca1, false);
     CU_ASSERT_PTR_NULL(ca1.cert_pem); /* taken over by the store */
-    /* rounded to the minute: the 100 days are whole, minting is not instantaneous */
-    CU_ASSERT_TRUE(llabs((long long)(store.ca.not_after - (now + 100 * DAY))) < 120);
+    /* exact to the second (minting reads the clock a moment after `now`) */
+    CU_ASSERT_TRUE(store.ca.not_after >= now + 100 * DAY &&
+                   store.ca.not_after <= now + 100 * DAY + 2);
 
     NS_ASSERT_INT_EQ(mesh_certs_mint_serving(&store.ca, spec.names.injector, TEST_NS,
                                              spec.certs.validity, &cert1, &err),
@@ -604,13 +605,27 @@ static void test_store_round_trip(void)
     cJSON_Delete(mesh);
 }
 
-static void test_mint_rounding(void)
+/* not_after is `now` plus the lifetime to the second; minting reads the clock itself. */
+static void assert_lifetime(const ns_tls_pair *p, time_t before, time_t after, int64_t validity)
+{
+    CU_ASSERT_TRUE(p->not_after >= before + validity && p->not_after <= after + validity);
+    X509 *x = pem_x509(p->cert_pem);
+    const ASN1_TIME *nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
+    int days = -1, secs = -1;
+    CU_ASSERT_EQUAL(ASN1_TIME_diff(&days, &secs, nb, na), 1);
+    /* notBefore is backdated 5 minutes (ns_tls_mint); both are read from one clock */
+    CU_ASSERT_TRUE((int64_t)days * DAY + secs >= validity + 300 &&
+                   (int64_t)days * DAY + secs <= validity + 300 + 1);
+    X509_free(x);
+}
+
+static void test_mint_lifetimes(void)
 {
     ns_tls_pair ca, leaf;
     ns_err err = {0};
     time_t now = time(NULL);
-    NS_ASSERT_INT_EQ(mesh_certs_mint_ca(HOUR, now, &ca, &err), 0); /* rounds up to a day */
-    CU_ASSERT_TRUE(llabs((long long)(ca.not_after - (now + DAY))) < 120);
+    NS_ASSERT_INT_EQ(mesh_certs_mint_ca(HOUR + 7, now, &ca, &err), 0); /* exact, not a day */
+    assert_lifetime(&ca, now, time(NULL), HOUR + 7);
     X509 *x = pem_x509(ca.cert_pem);
     char cn[128];
     X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
@@ -619,10 +634,21 @@ static void test_mint_rounding(void)
     NS_ASSERT_STR_EQ(cn, want);
     X509_free(x);
     /* a revision's host names are longer than X.509 allows a common name */
+    time_t t = time(NULL);
     NS_ASSERT_INT_EQ(
         mesh_certs_mint_serving(&ca, "nutshell-injector-a-revision-of-forty-five-characters-xx",
-                                "nutshell-system", 2 * DAY, &leaf, &err),
+                                "nutshell-system", 2 * DAY + 1, &leaf, &err),
         0);
+    assert_lifetime(&leaf, t, time(NULL), 2 * DAY + 1);
+    ns_tls_pair_free(&leaf);
+    /* sub-day and sub-minute lifetimes, as a test Mesh forcing rotations uses */
+    t = time(NULL);
+    NS_ASSERT_INT_EQ(mesh_certs_mint_serving(&ca, "s", "n", 60, &leaf, &err), 0);
+    assert_lifetime(&leaf, t, time(NULL), 60);
+    ns_tls_pair_free(&leaf);
+    t = time(NULL);
+    NS_ASSERT_INT_EQ(mesh_certs_mint_serving(&ca, "s", "n", 1, &leaf, &err), 0);
+    assert_lifetime(&leaf, t, time(NULL), 1);
     ns_tls_pair_free(&leaf);
     NS_ASSERT_INT_EQ(mesh_certs_mint_serving(NULL, "s", "n", DAY, &leaf, &err), -EINVAL);
     ns_tls_pair_free(&ca);
@@ -635,6 +661,6 @@ const ns_test mesh_certs_tests[] = {
     {"planner edge cases", test_plan_edges},
     {"real certificates through a rotation", test_real_rotation},
     {"CA store round trip and damage", test_store_round_trip},
-    {"minting: lifetimes in days, names", test_mint_rounding},
+    {"minting: lifetimes in exact seconds, names", test_mint_lifetimes},
     {NULL, NULL},
 };

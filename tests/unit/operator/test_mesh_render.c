@@ -254,9 +254,10 @@ static void test_validation_messages(void)
          "spec.certificates.caValidity (2880h) must be longer than validity + renewBefore "
          "(2160h + 720h), so that the CA outlives the certificates it signs with time left to "
          "rotate it"},
-        {"{\"certificates\":{\"validity\":\"36h\",\"renewBefore\":\"12h\"}}",
-         "spec.certificates.validity (36h) must be a whole number of days (a multiple of 24h): "
-         "certificates are minted in days"},
+        {"{\"certificates\":{\"validity\":\"60s\",\"renewBefore\":\"30s\",\"caValidity\":"
+         "\"90s\"}}",
+         "spec.certificates.caValidity (90s) must be longer than validity + renewBefore (60s + "
+         "30s), so that the CA outlives the certificates it signs with time left to rotate it"},
         {"{\"certificates\":{\"validity\":\"90d\"}}",
          "spec.certificates.validity (\"90d\") is not a duration: write hours, minutes and "
          "seconds such as \"2160h\" or \"1h30m\""},
@@ -327,6 +328,9 @@ static void test_validation_accepts(void)
         "{\"injector\":{\"replicas\":0,\"failurePolicy\":\"Ignore\"}}",
         "{\"certificates\":{\"caValidity\":\"240h\",\"validity\":\"48h\",\"renewBefore\":\"1h30m\"}"
         "}",
+        /* lifetimes are exact seconds, not whole days */
+        "{\"certificates\":{\"validity\":\"36h\",\"renewBefore\":\"12h\"}}",
+        "{\"certificates\":{\"caValidity\":\"150s\",\"validity\":\"60s\",\"renewBefore\":\"30s\"}}",
         "{\"revision\":\"a-revision-name-that-is-forty-five-characters\"}",
         "{\"proxy\":{\"resources\":{\"requests\":{\"cpu\":\"1000m\"},\"limits\":{\"cpu\":1}}}}",
         "{\"proxy\":null,\"traffic\":{\"excludeOutboundPorts\":null}}",
