@@ -3,11 +3,13 @@
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and kwok faking one
 # node (pods get scheduled, Running and Ready without a container runtime).
 #
-# Usage: hack/cluster.sh up|down|env|status
+# Usage: hack/cluster.sh up|down|env|status|restart-apiserver
 #   up      start everything (no-op if already up); builds the tools first if needed
 #   down    stop everything this script started (by PID); safe when nothing runs
 #   env     print `export KUBECONFIG=... PATH=...` for eval
 #   status  show each component and whether the API server is ready
+#   restart-apiserver  kill kube-apiserver and start it again alone (etcd keeps the
+#           data), for tests of clients that must survive an API-server crash
 #
 # Binds 127.0.0.1 only. State (PKI, etcd data, logs, pids, kubeconfig) lives in
 # ${NUTSHELL_STATE:-~/.cache/nutshell/cluster}. Every `up` starts from an empty etcd.
@@ -422,6 +424,22 @@ cmd_down() {
   log "down (logs kept in ${LOGS})"
 }
 
+cmd_restart_apiserver() {
+  running_pid kube-apiserver >/dev/null || die "kube-apiserver is not running (hack/cluster.sh up)"
+  exec 9>"${STATE}/.lock"
+  flock -w 30 9 || die "lock ${STATE}/.lock busy for 30 s"
+  # A crash, not a graceful stop: the API server drains long-running watches for up
+  # to a minute on SIGTERM, and clients must survive the abrupt case anyway.
+  local pid
+  pid="$(running_pid kube-apiserver)"
+  log "killing kube-apiserver (pid ${pid})"
+  kill -KILL "${pid}" 2>/dev/null || true
+  wait_gone 5 "${pid}"
+  UP_START=${SECONDS}
+  start_apiserver
+  wait_for "kube-apiserver /readyz" kube-apiserver curl_api /readyz
+}
+
 cmd_env() {
   printf 'export KUBECONFIG=%q\n' "${KUBECONFIG_FILE}"
   # shellcheck disable=SC2016 # $PATH is for the caller's shell to expand
@@ -454,7 +472,8 @@ main() {
     down) cmd_down ;;
     env) cmd_env ;;
     status) cmd_status ;;
-    *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+    restart-apiserver) cmd_restart_apiserver ;;
+    *) sed -n '2,15p' "$0" >&2; exit 2 ;;
   esac
 }
 
