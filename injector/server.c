@@ -77,22 +77,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static char *dup_cstr(const char *s, size_t *len)
-{
-    *len = strlen(s);
-    char *d = malloc(*len + 1);
-    if (d)
-        memcpy(d, s, *len + 1);
-    return d;
-}
-
-static void text_reply(ns_http_response *resp, int status, const char *msg)
-{
-    resp->status = status;
-    resp->content_type = "text/plain; charset=utf-8";
-    resp->body = dup_cstr(msg, &resp->body_len);
-}
-
 static bool is_json(const char *ctype)
 {
     return ctype && strncmp(ctype, "application/json", 16) == 0 &&
@@ -104,17 +88,17 @@ static void webhook_cb(void *ctx, const ns_http_request *req, ns_http_response *
     inj_server *inj = ctx;
     if (strcmp(req->path, "/inject") != 0) {
         ns_counter_add(&m_http_errors, 1);
-        text_reply(resp, 404, "not found: the webhook path is /inject\n");
+        ns_http_reply_text(resp, 404, "not found: the webhook path is /inject\n");
         return;
     }
     if (strcmp(req->method, "POST") != 0) {
         ns_counter_add(&m_http_errors, 1);
-        text_reply(resp, 405, "method not allowed: POST an AdmissionReview\n");
+        ns_http_reply_text(resp, 405, "method not allowed: POST an AdmissionReview\n");
         return;
     }
     if (!is_json(req->content_type)) {
         ns_counter_add(&m_http_errors, 1);
-        text_reply(resp, 415, "unsupported media type: send application/json\n");
+        ns_http_reply_text(resp, 415, "unsupported media type: send application/json\n");
         return;
     }
 
@@ -125,7 +109,7 @@ static void webhook_cb(void *ctx, const ns_http_request *req, ns_http_response *
     pthread_rwlock_unlock(&inj->cfg_lock);
     if (rc) {
         ns_log(NS_LOG_ERROR, "out of memory answering a review", NULL);
-        text_reply(resp, 500, "out of memory\n");
+        ns_http_reply_text(resp, 500, "out of memory\n");
         return;
     }
     ns_histogram_observe(&m_duration, now_s() - t0);
@@ -147,23 +131,17 @@ static void health_cb(void *ctx, const ns_http_request *req, ns_http_response *r
 {
     inj_server *inj = ctx;
     if (strcmp(req->path, "/healthz") == 0) {
-        text_reply(resp, 200, "ok\n");
+        ns_http_reply_text(resp, 200, "ok\n");
     } else if (strcmp(req->path, "/readyz") == 0) {
         if (atomic_load(&inj->ready))
-            text_reply(resp, 200, "ok\n");
+            ns_http_reply_text(resp, 200, "ok\n");
         else
-            text_reply(resp, 503, "not ready\n");
+            ns_http_reply_text(resp, 503, "not ready\n");
     } else if (strcmp(req->path, "/metrics") == 0) {
         ns_gauge_set(&m_cert_expiry, (int64_t)ns_http_cert_not_after(inj->webhook));
-        ns_buf b;
-        ns_buf_init(&b);
-        ns_metrics_render(&metrics, &b);
-        resp->status = b.failed ? 500 : 200;
-        resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        resp->body_len = b.len;
-        resp->body = ns_buf_take(&b);
+        ns_http_reply_metrics(resp, &metrics);
     } else {
-        text_reply(resp, 404, "not found: /healthz, /readyz, /metrics\n");
+        ns_http_reply_text(resp, 404, "not found: /healthz, /readyz, /metrics\n");
     }
 }
 

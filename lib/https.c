@@ -2,6 +2,8 @@
 #include "https.h"
 
 #include "log.h"
+#include "metrics.h"
+#include "buf.h"
 #include "files.h"
 
 #include <arpa/inet.h>
@@ -171,6 +173,33 @@ static void tls_uninstall_all(void)
         tls_gen_free(g);
         g = o;
     }
+}
+
+/* ---- replies ---- */
+
+void ns_http_reply_text(ns_http_response *resp, int status, const char *msg)
+{
+    resp->status = status;
+    resp->content_type = "text/plain; charset=utf-8";
+    resp->body_len = strlen(msg);
+    resp->body = malloc(resp->body_len + 1);
+    if (resp->body)
+        memcpy(resp->body, msg, resp->body_len + 1);
+    else
+        resp->body_len = 0;
+}
+
+void ns_http_reply_metrics(ns_http_response *resp, struct ns_metrics *reg)
+{
+    ns_buf b;
+    ns_buf_init(&b);
+    ns_metrics_render(reg, &b);
+    resp->status = b.failed ? 500 : 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp->body_len = b.len;
+    resp->body = ns_buf_take(&b);
+    if (!resp->body)
+        resp->body_len = 0;
 }
 
 /* ---- server ---- */

@@ -29,6 +29,13 @@ typedef struct ns_http_response {
     size_t body_len;
 } ns_http_response;
 
+/* Fills `resp` with `status` and a copy of `msg` as text/plain. */
+void ns_http_reply_text(ns_http_response *resp, int status, const char *msg);
+
+/* Fills `resp` with the Prometheus text exposition of `reg` (500 if out of memory). */
+struct ns_metrics;
+void ns_http_reply_metrics(ns_http_response *resp, struct ns_metrics *reg);
+
 typedef void (*ns_http_handler_cb)(void *ctx, const ns_http_request *req, ns_http_response *resp);
 
 typedef struct ns_http_config {

@@ -106,34 +106,20 @@ static int parse_bool(const char *s, bool *out)
     return -EINVAL;
 }
 
-static void text_reply(ns_http_response *resp, int status, const char *msg)
-{
-    resp->status = status;
-    resp->content_type = "text/plain; charset=utf-8";
-    resp->body = strdup(msg);
-    resp->body_len = resp->body ? strlen(msg) : 0;
-}
-
 static void health_cb(void *ctx, const ns_http_request *req, ns_http_response *resp)
 {
     app *a = ctx;
     if (strcmp(req->path, "/healthz") == 0) {
-        text_reply(resp, 200, "ok\n");
+        ns_http_reply_text(resp, 200, "ok\n");
     } else if (strcmp(req->path, "/readyz") == 0) {
         if (atomic_load(&a->ready))
-            text_reply(resp, 200, "ok\n");
+            ns_http_reply_text(resp, 200, "ok\n");
         else
-            text_reply(resp, 503, "not ready: caches not synced\n");
+            ns_http_reply_text(resp, 503, "not ready: caches not synced\n");
     } else if (strcmp(req->path, "/metrics") == 0) {
-        ns_buf b;
-        ns_buf_init(&b);
-        ns_metrics_render(&metrics, &b);
-        resp->status = b.failed ? 500 : 200;
-        resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        resp->body_len = b.len;
-        resp->body = ns_buf_take(&b);
+        ns_http_reply_metrics(resp, &metrics);
     } else {
-        text_reply(resp, 404, "not found: /healthz, /readyz, /metrics\n");
+        ns_http_reply_text(resp, 404, "not found: /healthz, /readyz, /metrics\n");
     }
 }
 

@@ -2,6 +2,8 @@
 #include "testlib.h"
 
 #include <CUnit/Basic.h>
+#include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #ifndef NS_TESTDATA_DIR
@@ -77,4 +79,41 @@ int ns_test_write(const char *relpath, const char *text)
     size_t n = strlen(text);
     int rc = fwrite(text, 1, n, f) == n ? 0 : -1;
     return fclose(f) == 0 ? rc : -1;
+}
+
+struct cJSON *ns_test_read_json(const char *relpath)
+{
+    char *text = ns_test_read(relpath);
+    if (!text) {
+        fprintf(stderr, "\n  missing test data %s\n", relpath);
+        return NULL;
+    }
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    return j;
+}
+
+void ns_test_expect_json(const struct cJSON *got, const char *relpath)
+{
+    const char *update = getenv("NS_UPDATE_GOLDEN");
+    char *pretty = cJSON_Print(got);
+    if (update && strcmp(update, "1") == 0) {
+        size_t n = strlen(pretty);
+        char *with_nl = malloc(n + 2);
+        memcpy(with_nl, pretty, n);
+        with_nl[n] = '\n';
+        with_nl[n + 1] = '\0';
+        CU_ASSERT_EQUAL(ns_test_write(relpath, with_nl), 0);
+        free(with_nl);
+        cJSON_free(pretty);
+        return;
+    }
+    cJSON *want = ns_test_read_json(relpath);
+    CU_ASSERT_PTR_NOT_NULL(want);
+    bool same = want && cJSON_Compare(got, want, true);
+    if (!same)
+        fprintf(stderr, "\n  %s differs; got:\n%s\n", relpath, pretty);
+    CU_ASSERT_TRUE(same);
+    cJSON_Delete(want);
+    cJSON_free(pretty);
 }

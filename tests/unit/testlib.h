@@ -28,6 +28,12 @@ char *ns_test_read(const char *relpath);
 /* Writes a file below the test data folder; used when NS_UPDATE_GOLDEN=1. */
 int ns_test_write(const char *relpath, const char *text);
 
+/* Parses a JSON test-data file; NULL (and a note on stderr) if missing or invalid. */
+struct cJSON *ns_test_read_json(const char *relpath);
+/* Asserts that `got` equals the JSON file `relpath` (order of keys aside), printing
+ * `got` when it does not; with NS_UPDATE_GOLDEN=1 rewrites the file instead. */
+void ns_test_expect_json(const struct cJSON *got, const char *relpath);
+
 /* Assertions that say what they saw, not only that they failed. */
 #define NS_ASSERT_STR_EQ(actual, expected)                                                         \
     do {                                                                                           \

@@ -13,49 +13,6 @@
 
 #include <stdlib.h>
 
-static bool update_golden(void)
-{
-    const char *v = getenv("NS_UPDATE_GOLDEN");
-    return v && strcmp(v, "1") == 0;
-}
-
-static cJSON *read_json(const char *path)
-{
-    char *text = ns_test_read(path);
-    if (!text) {
-        fprintf(stderr, "\n  missing test data %s\n", path);
-        return NULL;
-    }
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    return j;
-}
-
-/* Compares `got` with the JSON file `path`, or rewrites it in update mode. */
-static void expect_file(const cJSON *got, const char *path)
-{
-    char *pretty = cJSON_Print(got);
-    if (update_golden()) {
-        size_t n = strlen(pretty);
-        char *with_nl = malloc(n + 2);
-        memcpy(with_nl, pretty, n);
-        with_nl[n] = '\n';
-        with_nl[n + 1] = '\0';
-        CU_ASSERT_EQUAL(ns_test_write(path, with_nl), 0);
-        free(with_nl);
-        free(pretty);
-        return;
-    }
-    cJSON *want = read_json(path);
-    CU_ASSERT_PTR_NOT_NULL(want);
-    bool same = want && cJSON_Compare(got, want, true);
-    if (!same)
-        fprintf(stderr, "\n  %s differs; got:\n%s\n", path, pretty);
-    CU_ASSERT_TRUE(same);
-    cJSON_Delete(want);
-    free(pretty);
-}
-
 static void load_config(const char *name, inj_config *cfg)
 {
     inj_config_defaults(cfg);
@@ -75,7 +32,7 @@ static void golden_case(const char *name)
     inj_config cfg;
     load_config(name, &cfg);
     snprintf(path, sizeof(path), "inject/%s.pod.json", name);
-    cJSON *pod = read_json(path);
+    cJSON *pod = ns_test_read_json(path);
     CU_ASSERT_PTR_NOT_NULL_FATAL(pod);
     /* copied: applying the patch replaces the tree the string lives in */
     char ns[64];
@@ -93,12 +50,12 @@ static void golden_case(const char *name)
         return;
     }
     snprintf(path, sizeof(path), "inject/%s.patch.json", name);
-    expect_file(r.patch, path);
+    ns_test_expect_json(r.patch, path);
 
     ns_err err = {0};
     NS_ASSERT_INT_EQ(ns_patch_apply(&pod, r.patch, &err), 0);
     snprintf(path, sizeof(path), "inject/%s.golden.json", name);
-    expect_file(pod, path);
+    ns_test_expect_json(pod, path);
 
     /* Idempotence: the injected pod is recognised and left alone. */
     inj_result again;
@@ -158,7 +115,7 @@ static void not_patched(const char *name, const char *ns, inj_outcome want, cons
     inj_config cfg;
     inj_config_defaults(&cfg);
     snprintf(path, sizeof(path), "inject/%s.pod.json", name);
-    cJSON *pod = read_json(path);
+    cJSON *pod = ns_test_read_json(path);
     CU_ASSERT_PTR_NOT_NULL_FATAL(pod);
     inj_result r;
     NS_ASSERT_INT_EQ(inj_pod(&cfg, pod, ns, &r), 0);
@@ -198,7 +155,7 @@ static void test_warnings(void)
 {
     inj_config cfg;
     inj_config_defaults(&cfg);
-    cJSON *pod = read_json("inject/overrides.pod.json");
+    cJSON *pod = ns_test_read_json("inject/overrides.pod.json");
     CU_ASSERT_PTR_NOT_NULL_FATAL(pod);
     inj_result r;
     NS_ASSERT_INT_EQ(inj_pod(&cfg, pod, "default", &r), 0);

@@ -30,54 +30,11 @@ static const mesh_tls fake_tls_rotated = {
     .key_pem = "-----BEGIN PRIVATE KEY-----\nRkFLRS1LRVktMg==\n-----END PRIVATE KEY-----\n",
 };
 
-static bool update_golden(void)
-{
-    const char *v = getenv("NS_UPDATE_GOLDEN");
-    return v && strcmp(v, "1") == 0;
-}
-
-static cJSON *read_json(const char *path)
-{
-    char *text = ns_test_read(path);
-    if (!text) {
-        fprintf(stderr, "\n  missing test data %s\n", path);
-        return NULL;
-    }
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    return j;
-}
-
-/* Compares `got` with the JSON file `path`, or rewrites it in update mode. */
-static void expect_file(const cJSON *got, const char *path)
-{
-    char *pretty = cJSON_Print(got);
-    if (update_golden()) {
-        size_t n = strlen(pretty);
-        char *with_nl = malloc(n + 2);
-        memcpy(with_nl, pretty, n);
-        with_nl[n] = '\n';
-        with_nl[n + 1] = '\0';
-        CU_ASSERT_EQUAL(ns_test_write(path, with_nl), 0);
-        free(with_nl);
-        free(pretty);
-        return;
-    }
-    cJSON *want = read_json(path);
-    CU_ASSERT_PTR_NOT_NULL(want);
-    bool same = want && cJSON_Compare(got, want, true);
-    if (!same)
-        fprintf(stderr, "\n  %s differs; got:\n%s\n", path, pretty);
-    CU_ASSERT_TRUE(same);
-    cJSON_Delete(want);
-    free(pretty);
-}
-
 static cJSON *render_file(const char *name, const mesh_tls *tls)
 {
     char path[256];
     snprintf(path, sizeof(path), "mesh/%s.mesh.json", name);
-    cJSON *mesh = read_json(path);
+    cJSON *mesh = ns_test_read_json(path);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mesh);
     cJSON *out = NULL;
     ns_err err = {0};
@@ -123,7 +80,7 @@ static void golden_case(const char *name)
     CU_ASSERT_PTR_NOT_NULL_FATAL(list);
     char path[256];
     snprintf(path, sizeof(path), "mesh/%s.golden.json", name);
-    expect_file(list, path);
+    ns_test_expect_json(list, path);
 
     inj_config cfg;
     parse_config(list, &cfg);
@@ -207,7 +164,7 @@ static void test_rotation_keeps_pod_template(void)
 {
     cJSON *a = render_file("minimal", &fake_tls);
     cJSON *b = render_file("minimal", &fake_tls_rotated);
-    cJSON *mesh = read_json("mesh/minimal.mesh.json");
+    cJSON *mesh = ns_test_read_json("mesh/minimal.mesh.json");
     cJSON *spec = cJSON_GetObjectItemCaseSensitive(mesh, "spec");
     cJSON_AddItemToObject(spec, "proxy", cJSON_Parse("{\"logLevel\":\"debug\"}"));
     cJSON *c = NULL;
