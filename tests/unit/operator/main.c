@@ -16,7 +16,9 @@ int main(void)
         {"informer", informer_tests},     {"leader", leader_tests},
         {"events", events_tests},         {"controller", controller_tests},
         {"duration", duration_tests},     {"mesh_render", mesh_render_tests},
-        {"mesh_certs", mesh_certs_tests}, {NULL, NULL},
+        {"mesh_certs", mesh_certs_tests}, {"canary", canary_tests},
+        {"canary_render", canary_render_tests}, {"canary_machine", canary_machine_tests},
+        {"canary_checks", canary_checks_tests}, {NULL, NULL},
     };
     return ns_test_main(suites);
 }

@@ -35,5 +35,9 @@ static inline int64_t test_now_ms(void)
 extern const ns_test duration_tests[];
 extern const ns_test mesh_render_tests[];
 extern const ns_test mesh_certs_tests[];
+extern const ns_test canary_tests[];
+extern const ns_test canary_render_tests[];
+extern const ns_test canary_machine_tests[];
+extern const ns_test canary_checks_tests[];
 
 #endif

@@ -1,0 +1,2 @@
+/* canary.c - placeholder; being written. */
+#include "canary.h"

@@ -1,0 +1,2 @@
+/* canary_checks.c - placeholder; being written. */
+#include "canary_checks.h"

@@ -1,0 +1,2 @@
+/* canary_machine.c - placeholder; being written. */
+#include "canary_machine.h"

@@ -1,0 +1,2 @@
+/* canary_render.c - placeholder; being written. */
+#include "canary_render.h"
