@@ -100,8 +100,8 @@ typedef struct canary_webhook {
     const char *name;
     canary_hook_type type;
     const char *url;
-    int64_t timeout_ms;      /* default 10 s */
-    const cJSON *metadata;   /* object of strings, or NULL */
+    int64_t timeout_ms;    /* default 10 s */
+    const cJSON *metadata; /* object of strings, or NULL */
 } canary_webhook;
 
 /* A Canary with defaults applied. Strings and JSON point into the Canary object it was
@@ -113,13 +113,14 @@ typedef struct canary_spec {
     int64_t generation;
     bool deleting; /* metadata.deletionTimestamp is set */
 
-    const char *target; /* spec.targetRef.name */
+    const char *target;  /* spec.targetRef.name */
     const char *service; /* spec.service.name, default the target's name */
     int32_t port;
     const cJSON *target_port; /* number or name; NULL: port */
     const char *port_name;    /* default "http" */
 
     canary_strategy strategy;
+    /* blue-green: n_steps 0 and max_weight 100 (the switch). */
     /* canary: the weights of each step, ascending, the last one == max_weight (a
      * stepWeight of 10 with maxWeight 50 gives 10, 20, 30, 40, 50; with maxWeight 45,
      * 10, 20, 30, 40, 45). */
@@ -140,7 +141,7 @@ typedef struct canary_spec {
     int64_t progress_deadline_ms;
     bool suspend;
 
-    canary_request request; /* from the CANARY_ANN_REQUEST annotation */
+    canary_request request;   /* from the CANARY_ANN_REQUEST annotation */
     const char *request_text; /* the annotation's value, for messages; NULL if none */
 } canary_spec;
 
@@ -166,7 +167,7 @@ typedef struct canary_status {
     int32_t canary_weight;  /* in effect: ready canary endpoints / all ready endpoints */
     int32_t desired_weight; /* the step the rollout is at (100 for a blue-green switch) */
     int32_t failed_checks;
-    int32_t iterations;     /* intervals passed in this rollout */
+    int32_t iterations; /* intervals passed in this rollout */
     char current_revision[CANARY_REVISION_MAX + 1];
     char last_promoted_revision[CANARY_REVISION_MAX + 1];
     int64_t last_transition_ms; /* when phase last changed */

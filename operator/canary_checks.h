@@ -52,7 +52,6 @@ void canary_checks_run(const canary_spec *spec, const canary_status *st, canary_
 
 /* Calls every webhook of `type` and returns without judging (post-rollout). Returns
  * the number that failed; their messages are logged. */
-int canary_webhooks_notify(const canary_spec *spec, const canary_status *st,
-                           canary_hook_type type);
+int canary_webhooks_notify(const canary_spec *spec, const canary_status *st, canary_hook_type type);
 
 #endif

@@ -61,12 +61,12 @@ typedef struct canary_observed {
     int64_t now_ms;
 
     bool target_found;
-    const char *target_revision; /* canary_template_revision of its template */
-    int32_t target_spec_replicas;  /* spec.replicas (default 1) */
-    int32_t target_scaled;         /* CANARY_ANN_SCALED, -1 if absent or not a number */
-    bool target_rolled_out; /* observedGeneration >= generation, and updated, ready and
-                               available replicas all == spec.replicas, and no extra
-                               (old) replicas left: status.replicas == spec.replicas */
+    const char *target_revision;    /* canary_template_revision of its template */
+    int32_t target_spec_replicas;   /* spec.replicas (default 1) */
+    int32_t target_scaled;          /* CANARY_ANN_SCALED, -1 if absent or not a number */
+    bool target_rolled_out;         /* observedGeneration >= generation, and updated, ready and
+                                       available replicas all == spec.replicas, and no extra
+                                       (old) replicas left: status.replicas == spec.replicas */
     int32_t target_status_replicas; /* status.replicas: pods that exist (0 = all gone) */
 
     bool primary_found;
@@ -90,14 +90,14 @@ typedef enum canary_checks_kind {
 /* Results of the checks the machine asked for. */
 typedef struct canary_check_results {
     canary_checks_kind kind;
-    bool passed;            /* every check of the kind passed (no checks: true) */
+    bool passed;             /* every check of the kind passed (no checks: true) */
     bool rollback_requested; /* ANALYSIS: a rollback webhook answered 2xx */
-    char message[512];      /* the first failure, for status and Events */
+    char message[512];       /* the first failure, for status and Events */
 } canary_check_results;
 
 typedef struct canary_event {
-    bool warning;      /* type Warning, else Normal */
-    char reason[48];   /* CamelCase: Initialized, AdvanceWeight, CheckFailed, ... */
+    bool warning;    /* type Warning, else Normal */
+    char reason[48]; /* CamelCase: Initialized, AdvanceWeight, CheckFailed, ... */
     char message[512];
 } canary_event;
 
@@ -109,15 +109,15 @@ typedef struct canary_decision {
     canary_status status; /* the status to write (the controller writes it if changed) */
 
     /* The world to bring about. */
-    bool ensure_primary;            /* the primary must exist (create or update) */
-    bool primary_from_target;       /* its template is (re)copied from the target's,
-                                       with revision status.current_revision */
-    int32_t primary_replicas;       /* its spec.replicas */
-    int32_t target_replicas;        /* the target's spec.replicas; -1: leave it */
-    bool canary_in_apex;            /* the target's pods carry the apex label */
-    bool primary_in_apex;           /* the primary's pods carry the apex label */
-    bool clear_request;             /* remove the CANARY_ANN_REQUEST annotation */
-    canary_hook_type notify[2];     /* webhooks to call and not wait on (post-rollout) */
+    bool ensure_primary;        /* the primary must exist (create or update) */
+    bool primary_from_target;   /* its template is (re)copied from the target's,
+                                   with revision status.current_revision */
+    int32_t primary_replicas;   /* its spec.replicas */
+    int32_t target_replicas;    /* the target's spec.replicas; -1: leave it */
+    bool canary_in_apex;        /* the target's pods carry the apex label */
+    bool primary_in_apex;       /* the primary's pods carry the apex label */
+    bool clear_request;         /* remove the CANARY_ANN_REQUEST annotation */
+    canary_hook_type notify[2]; /* webhooks to call and not wait on (post-rollout) */
     size_t n_notify;
 
     canary_event events[CANARY_MAX_EVENTS];
@@ -147,7 +147,7 @@ typedef struct canary_finalize_decision {
     int64_t requeue_ms;
 } canary_finalize_decision;
 
-void canary_finalize_step(const canary_spec *spec, const canary_observed *obs,
-                          int64_t deletion_ms, canary_finalize_decision *out);
+void canary_finalize_step(const canary_spec *spec, const canary_observed *obs, int64_t deletion_ms,
+                          canary_finalize_decision *out);
 
 #endif

@@ -61,8 +61,7 @@ int canary_render_primary(const canary_spec *spec, const cJSON *target, const ch
  * (selector CANARY_LABEL_APEX=<svc>), primary (the primary's selector) and canary (the
  * target's matchLabels), each with one port {name, port, targetPort, protocol TCP},
  * labelled CANARY_LABEL_CANARY and owned by the Canary. Returns 0, -EINVAL, -ENOMEM. */
-int canary_render_services(const canary_spec *spec, const cJSON *target, cJSON **out,
-                           ns_err *err);
+int canary_render_services(const canary_spec *spec, const cJSON *target, cJSON **out, ns_err *err);
 
 /* Canary replicas giving weight `w` (0..100) next to a primary of `primary` replicas:
  * 0 for w = 0; max(primary, 1) for w = 100 (the primary leaves the apex); otherwise the
