@@ -3,13 +3,15 @@
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and kwok faking one
 # node (pods get scheduled, Running and Ready without a container runtime).
 #
-# Usage: hack/cluster.sh up|down|env|status|restart-apiserver
+# Usage: hack/cluster.sh up|down|env|status|restart-apiserver|restart-kwok
 #   up      start everything (no-op if already up); builds the tools first if needed
 #   down    stop everything this script started (by PID); safe when nothing runs
 #   env     print `export KUBECONFIG=... PATH=...` for eval
 #   status  show each component and whether the API server is ready
 #   restart-apiserver  kill kube-apiserver and start it again alone (etcd keeps the
 #           data), for tests of clients that must survive an API-server crash
+#   restart-kwok  stop kwok and start it again alone, with the stages reassembled from
+#           hack/kwok/ (pods and the node are left as they are)
 #
 # Binds 127.0.0.1 only. State (PKI, etcd data, logs, pids, kubeconfig) lives in
 # ${NUTSHELL_STATE:-~/.cache/nutshell/cluster}. Every `up` starts from an empty etcd.
@@ -287,14 +289,20 @@ start_scheduler() {
     --leader-elect=false
 }
 
+# The stages (what the fake node's pods do) are assembled on every start from kwok's
+# defaults, which tools.sh keeps next to the binary, and hack/kwok/*.yaml (the "broken
+# version" image tags): an edit there needs only `restart-kwok`, no rebuild.
 start_kwok() {
-  local stages; stages="$(dirname "$(readlink -f "${NUTSHELL_BIN}/kwok")")/stages.yaml"
-  [ -f "${stages}" ] || die "${stages} missing; run hack/tools.sh --force kwok"
+  local defaults; defaults="$(dirname "$(readlink -f "${NUTSHELL_BIN}/kwok")")/stages.yaml"
+  [ -f "${defaults}" ] || die "${defaults} missing; run hack/tools.sh --force kwok"
+  "${NUTSHELL_ROOT}/hack/kwok/stages.sh" "${defaults}" >"${STATE}/kwok-stages.yaml.tmp" \
+    || die "cannot assemble the kwok stages (hack/kwok/)"
+  mv "${STATE}/kwok-stages.yaml.tmp" "${STATE}/kwok-stages.yaml"
   # Only nodes annotated kwok.x-k8s.io/node=fake are faked, so a test that registers
   # its own Node objects is left alone. The lease heartbeat keeps the node Ready.
   start kwok \
     --kubeconfig "${KUBECONFIG_FILE}" \
-    --config "${stages}" \
+    --config "${STATE}/kwok-stages.yaml" \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --cidr "${POD_CIDR}" \
@@ -440,6 +448,28 @@ cmd_restart_apiserver() {
   wait_for "kube-apiserver /readyz" kube-apiserver curl_api /readyz
 }
 
+# kwok keeps no state of its own (pods keep their status), so restarting it disturbs no
+# one; it picks up the current hack/kwok/ stages.
+cmd_restart_kwok() {
+  api_ready_soon || die "the API server is not ready (hack/cluster.sh up)"
+  exec 9>"${STATE}/.lock"
+  flock -w 30 9 || die "lock ${STATE}/.lock busy for 30 s"
+  UP_START=${SECONDS}
+  stop_group kwok
+  port_free "${KWOK_PORT}" || die "port 127.0.0.1:${KWOK_PORT} is still in use"
+  # Each kwok process has a new identity, and it leaves the node's pods alone until it
+  # holds the node's Lease: with the old one's Lease left in place, that is when it
+  # expires, 40 s on (and the node-lifecycle controller's grace period is not much
+  # longer). Without a Lease, kwok creates its own at once. The node's last renewal,
+  # which is what counts for its health, is a second old by then.
+  kubectl_ -n kube-node-lease delete lease "${NODE_NAME}" --ignore-not-found >/dev/null
+  start_kwok
+  wait_for "kwok /healthz" kwok curl -fsS --max-time 2 "http://127.0.0.1:${KWOK_PORT}/healthz"
+  wait_for "kwok holding the Lease of ${NODE_NAME}" kwok \
+    kubectl_ -n kube-node-lease get lease "${NODE_NAME}"
+  wait_for "node ${NODE_NAME} Ready" kwok node_ready
+}
+
 cmd_env() {
   printf 'export KUBECONFIG=%q\n' "${KUBECONFIG_FILE}"
   # shellcheck disable=SC2016 # $PATH is for the caller's shell to expand
@@ -473,7 +503,8 @@ main() {
     env) cmd_env ;;
     status) cmd_status ;;
     restart-apiserver) cmd_restart_apiserver ;;
-    *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+    restart-kwok) cmd_restart_kwok ;;
+    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
   esac
 }
 

@@ -188,6 +188,9 @@ build_kwok() {
 # node-heartbeat-with-lease, pod-ready, pod-complete, pod-delete) into one
 # multi-document YAML that `kwok --config` accepts. The lease heartbeat keeps the
 # node-lifecycle controller from marking fake nodes NotReady and evicting pods.
+# Only kwok's own stages belong here: ours (hack/kwok/) are layered on top by
+# hack/kwok/stages.sh each time hack/cluster.sh starts kwok, so changing them needs no
+# rebuild.
 build_kwok_stages() {
   local src="$1" f
   for f in "${src}"/kustomize/stage/node/fast/*.yaml \
