@@ -11,6 +11,8 @@ packages=(
   libiptc-dev libip4tc-dev libip6tc-dev libyaml-dev libcunit1-dev
   # test harness
   iptables iproute2 jq curl openssl procps psmisc
+  # metric analysis tests (each starts its own instance: hack/lib/prometheus.sh)
+  prometheus
   # benchmarks
   wrk nghttp2-client nginx-light
 )
@@ -20,15 +22,29 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-echo "deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "deps: done"
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} packages present"
+else
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "deps: done"
+fi
+
+# The prometheus package installs an enabled service on :9090. Tests start their own
+# instances on free ports, so a system one would only hold the port and scrape for
+# nothing: keep it stopped and disabled, every run, on systemd and sysvinit alike.
+if [ -x /etc/init.d/prometheus ] || [ -f /lib/systemd/system/prometheus.service ]; then
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    # Offline, systemctl only edits the unit links (and the SysV ones with them).
+    $SUDO systemctl disable prometheus.service >/dev/null 2>&1 ||
+      $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+fi
