@@ -1,0 +1,15 @@
+/* suites.h - every test list of the proxy runner, declared in one place. */
+#ifndef TEST_PROXY_SUITES_H
+#define TEST_PROXY_SUITES_H
+
+#include "testlib.h"
+
+extern const ns_test http1_tests[];
+extern const ns_test sniff_tests[];
+extern const ns_test chunked_tests[];
+extern const ns_test routes_tests[];
+extern const ns_test budget_tests[];
+extern const ns_test outlier_tests[];
+extern const ns_test trace_tests[];
+
+#endif
