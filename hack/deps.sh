@@ -10,7 +10,7 @@ packages=(
   libcurl4-openssl-dev libcjson-dev libssl-dev libmicrohttpd-dev libgnutls28-dev
   libiptc-dev libip4tc-dev libip6tc-dev libyaml-dev libcunit1-dev
   # test harness
-  iptables iproute2 jq curl openssl procps psmisc
+  iptables iproute2 jq curl openssl procps psmisc python3-yaml
   # metric analysis tests (each starts its own instance: hack/lib/prometheus.sh)
   prometheus
   # benchmarks

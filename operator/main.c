@@ -1,5 +1,6 @@
 /* main.c - nutshell-operator: flags, the API client, the Mesh controller, leader
  * election, health and metrics, and an orderly stop on SIGTERM. */
+#include "canary_controller.h"
 #include "events.h"
 #include "https.h"
 #include "kube.h"
@@ -36,6 +37,11 @@ static ns_metric m_writes = {.name = "nutshell_operator_writes_total",
                                      "(apply, patch, delete, status).",
                              .labels = "controller=\"mesh\"",
                              .type = NS_METRIC_COUNTER};
+static ns_metric m_canary_writes = {.name = "nutshell_operator_writes_total",
+                                    .help = "Writes to the Kubernetes API made by a controller "
+                                            "(apply, patch, delete, status).",
+                                    .labels = "controller=\"canary\"",
+                                    .type = NS_METRIC_COUNTER};
 static ns_metric m_leader = {.name = "nutshell_operator_leader",
                              .help = "1 while this replica holds the leader Lease (or leader "
                                      "election is off).",
@@ -49,10 +55,11 @@ static ns_metric m_build = {.name = "nutshell_operator_build_info",
                             .type = NS_METRIC_GAUGE};
 
 typedef struct app {
-    mesh_controller *mesh;
-    atomic_bool ready;       /* caches synced and workers started (or standing by) */
-    atomic_bool stopping;    /* SIGTERM: losing the Lease now is expected */
-    atomic_bool lost_leader; /* leadership lost while running: exit EXIT_LOST_LEASE */
+    mesh_controller *mesh;     /* NULL when --controllers leaves it out */
+    canary_controller *canary; /* likewise */
+    atomic_bool ready;         /* caches synced and workers started (or standing by) */
+    atomic_bool stopping;      /* SIGTERM: losing the Lease now is expected */
+    atomic_bool lost_leader;   /* leadership lost while running: exit EXIT_LOST_LEASE */
 } app;
 
 static void usage(FILE *f)
@@ -61,7 +68,8 @@ static void usage(FILE *f)
             "usage: nutshell-operator [options]\n"
             "\n"
             "Reconciles Mesh resources (nutshell.io/v1alpha1): the sidecar injector, its\n"
-            "certificates and its MutatingWebhookConfiguration. See docs/operator.md.\n"
+            "certificates and its MutatingWebhookConfiguration; and Canary resources:\n"
+            "progressive rollouts of Deployments. See docs/operator.md and docs/canary.md.\n"
             "\n"
             "  --kubeconfig FILE          kubeconfig to use (default: $KUBECONFIG, else the pod's\n"
             "                             service account in a cluster, else ~/.kube/config)\n"
@@ -71,6 +79,10 @@ static void usage(FILE *f)
             "  --leader-elect[=BOOL]      take the Lease " LEASE_NAME " in NS before reconciling\n"
             "                             (default: true in a cluster, false outside)\n"
             "  --workers N                reconcile workers (default 2)\n"
+            "  --controllers LIST         controllers to run, comma-separated: mesh, canary\n"
+            "                             (default mesh,canary)\n"
+            "  --canary-namespace NS      watch Canaries (and their Deployments) in NS only\n"
+            "                             (default: every namespace)\n"
             "  --resync-period SECONDS    reconcile every Mesh this often even without changes\n"
             "                             (default 600; 0: never)\n"
             "  --webhook-url URL          local mode: the webhook configuration calls this\n"
@@ -127,13 +139,19 @@ static void leader_started_cb(void *ud)
 {
     app *a = ud;
     ns_log(NS_LOG_INFO, "leading: reconciling", NULL);
-    mesh_controller_resume(a->mesh);
+    if (a->mesh)
+        mesh_controller_resume(a->mesh);
+    if (a->canary)
+        canary_controller_resume(a->canary);
 }
 
 static void leader_stopped_cb(void *ud)
 {
     app *a = ud;
-    mesh_controller_pause(a->mesh);
+    if (a->mesh)
+        mesh_controller_pause(a->mesh);
+    if (a->canary)
+        canary_controller_pause(a->canary);
     if (!atomic_load(&a->stopping)) {
         ns_log(NS_LOG_ERROR, "lost the leader Lease; stopping", NULL);
         atomic_store(&a->lost_leader, true);
@@ -143,6 +161,26 @@ static void leader_stopped_cb(void *ud)
 static void leader_new_cb(void *ud, const char *identity)
 {
     ns_log(NS_LOG_INFO, "leader", "identity", identity, NULL);
+}
+
+/* "mesh", "canary" or "mesh,canary" (any order, no repeats needed). */
+static int parse_controllers(const char *s, bool *mesh, bool *canary)
+{
+    *mesh = *canary = false;
+    const char *p = s;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n == 4 && strncmp(p, "mesh", 4) == 0)
+            *mesh = true;
+        else if (n == 6 && strncmp(p, "canary", 6) == 0)
+            *canary = true;
+        else
+            return -EINVAL;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return *mesh || *canary ? 0 : -EINVAL;
 }
 
 /* The loop's wait: a signal, or `tick` passing. Returns the signal or 0. */
@@ -166,12 +204,15 @@ int main(int argc, char **argv)
         {"log-format", required_argument, NULL, 'F'},
         {"webhook-url", required_argument, NULL, 'u'},
         {"local-injector-dir", required_argument, NULL, 'D'},
+        {"controllers", required_argument, NULL, 'C'},
+        {"canary-namespace", required_argument, NULL, 'N'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *kubeconfig = NULL, *ns = "nutshell-system", *mlisten = "0.0.0.0:9090";
-    const char *webhook_url = NULL, *local_dir = NULL;
+    const char *webhook_url = NULL, *local_dir = NULL, *canary_ns = NULL;
+    bool run_mesh = true, run_canary = true;
     bool leader_elect = false, leader_set = false;
     uint32_t workers = 2, resync_s = 600;
     ns_log_level level = NS_LOG_INFO;
@@ -235,6 +276,22 @@ int main(int argc, char **argv)
             }
             local_dir = optarg;
             break;
+        case 'C':
+            if (parse_controllers(optarg, &run_mesh, &run_canary) != 0) {
+                fprintf(stderr,
+                        "nutshell-operator: --controllers wants a comma-separated list of "
+                        "mesh and canary, got %s\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'N':
+            if (!*optarg) {
+                fprintf(stderr, "nutshell-operator: --canary-namespace must not be empty\n");
+                return EXIT_USAGE;
+            }
+            canary_ns = optarg;
+            break;
         case 'V':
             printf("nutshell-operator %s\n", NUTSHELL_VERSION);
             return EXIT_OK;
@@ -296,6 +353,7 @@ int main(int argc, char **argv)
     }
 
     ns_metrics_register(&metrics, &m_writes);
+    ns_metrics_register(&metrics, &m_canary_writes);
     ns_metrics_register(&metrics, &m_leader);
     ns_metrics_register(&metrics, &m_synced);
     ns_metrics_register(&metrics, &m_build);
@@ -321,8 +379,20 @@ int main(int argc, char **argv)
                                .start_paused = leader_elect,
                                .webhook_url = webhook_url,
                                .local_dir = local_dir};
-    if (mesh_controller_new(&mo, &a.mesh, &err) != 0) {
+    if (run_mesh && mesh_controller_new(&mo, &a.mesh, &err) != 0) {
         ns_log(NS_LOG_ERROR, "cannot make the Mesh controller", "reason", err.msg, NULL);
+        goto out;
+    }
+    canary_controller_opts co = {.kube = k,
+                                 .namespace = canary_ns,
+                                 .recorder = rec,
+                                 .metrics = &metrics,
+                                 .writes = &m_canary_writes,
+                                 .workers = workers,
+                                 .resync_ms = (long)resync_s * 1000L,
+                                 .start_paused = leader_elect};
+    if (run_canary && canary_controller_new(&co, &a.canary, &err) != 0) {
+        ns_log(NS_LOG_ERROR, "cannot make the Canary controller", "reason", err.msg, NULL);
         goto out;
     }
 
@@ -341,7 +411,8 @@ int main(int argc, char **argv)
         ns_log(NS_LOG_INFO, "local mode", "webhook_url", webhook_url ? webhook_url : "(service)",
                "local_injector_dir", local_dir ? local_dir : "(none)", NULL);
 
-    if (mesh_controller_start_informers(a.mesh, &err) != 0) {
+    if ((a.mesh && mesh_controller_start_informers(a.mesh, &err) != 0) ||
+        (a.canary && canary_controller_start_informers(a.canary, &err) != 0)) {
         ns_log(NS_LOG_ERROR, "cannot start", "reason", err.msg, NULL);
         goto out;
     }
@@ -349,7 +420,8 @@ int main(int argc, char **argv)
      * while the caches fill (or never do, when the CRDs are missing). */
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (!mesh_controller_synced(a.mesh)) {
+    while ((a.mesh && !mesh_controller_synced(a.mesh)) ||
+           (a.canary && !canary_controller_synced(a.canary))) {
         if (wait_signal(&sigs, 100)) {
             exit_code = EXIT_OK;
             goto stop;
@@ -365,7 +437,8 @@ int main(int argc, char **argv)
         }
     }
     ns_gauge_set(&m_synced, 1);
-    if (mesh_controller_start(a.mesh, 1000, &err) != 0) {
+    if ((a.mesh && mesh_controller_start(a.mesh, 1000, &err) != 0) ||
+        (a.canary && canary_controller_start(a.canary, 1000, &err) != 0)) {
         ns_log(NS_LOG_ERROR, "cannot start the workers", "reason", err.msg, NULL);
         goto stop;
     }
@@ -404,6 +477,7 @@ stop:
     atomic_store(&a.stopping, true);
     atomic_store(&a.ready, false);
     mesh_controller_stop(a.mesh);
+    canary_controller_stop(a.canary);
     if (rec)
         op_recorder_flush(rec, 2000);
     if (el)
@@ -412,6 +486,7 @@ out:
     ns_http_stop(http);
     op_leader_free(el);
     mesh_controller_free(a.mesh);
+    canary_controller_free(a.canary);
     op_recorder_free(rec);
     ns_kube_free(k);
     ns_kube_config_free(&cfg);

@@ -84,11 +84,11 @@ mesh_field() { jp "mesh.nutshell.io/${MESH}" "$1"; }
 field_is() { [ "$(jp "$1" "$2")" = "$3" ]; }
 writes() {
   curl -fsS "http://127.0.0.1:${MPORT}/metrics" |
-    awk '/^nutshell_operator_writes_total/ {print $2}'
+    awk '/^nutshell_operator_writes_total\{controller="mesh"\}/ {print $2}'
 }
 reconciles() {
   curl -fsS "http://127.0.0.1:${MPORT}/metrics" |
-    awk '/^nutshell_operator_reconcile_total.*result="success"/ {print $2}'
+    awk '/^nutshell_operator_reconcile_total.controller=."mesh".*result="success"/ {print $2}'
 }
 condition() { mesh_field "{.status.conditions[?(@.type==\"$1\")].$2}"; }
 # Ready and caught up with the latest spec.
