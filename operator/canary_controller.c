@@ -552,7 +552,14 @@ static int sync_canary(canary_controller *cc, const cJSON *canary, const char *k
     }
     d.status.observed_generation = spec.generation;
 
-    if (v.target)
+    /* Record, then act: the status written first holds every decision (the phase, the
+     * step, the primary's size), so a write below that fails is simply made again by the
+     * next reconcile from the same status, and a stale read of ours can never undo a
+     * transition (a PUT from an old resourceVersion is a 409). */
+    rc = write_status(cc, canary, &d.status, err);
+    if (!rc)
+        record_events(cc, canary, &spec, d.events, d.n_events);
+    if (!rc && v.target)
         rc = ensure_services(cc, &spec, v.target, err);
     if (!rc && d.ensure_primary)
         rc = ensure_primary(cc, &spec, &v, &d, err);
@@ -564,12 +571,8 @@ static int sync_canary(canary_controller *cc, const cJSON *canary, const char *k
         rc = label_pods(cc, &spec, v.primary_pods, d.primary_in_apex, err);
     if (!rc && d.clear_request)
         rc = clear_request(cc, &spec, err);
-    if (!rc) {
-        record_events(cc, canary, &spec, d.events, d.n_events);
-        rc = write_status(cc, canary, &d.status, err);
-    }
-    /* Notified after the status is written, so that a failed write (retried) does not
-     * call a webhook twice for one transition. */
+    /* After the status, so that a failed write (retried) does not call a webhook twice
+     * for one transition. */
     for (size_t i = 0; !rc && i < d.n_notify; i++)
         canary_webhooks_notify(&spec, &d.status, d.notify[i]);
     if (!rc && d.requeue_ms > 0)
@@ -582,12 +585,20 @@ static int sync_canary(canary_controller *cc, const cJSON *canary, const char *k
 static int reconcile_cb(void *ctx, const char *key, ns_err *err)
 {
     canary_controller *cc = ctx;
+    /* The Canary is read from the API server, not the cache: its status is the rollout's
+     * memory, and the cache may not have our last write yet (a decision taken on it
+     * would repeat a step, or undo one). Everything else comes from the caches. */
+    char ns[64], name[254];
+    if (op_key_split(key, ns, sizeof(ns), name, sizeof(name)) != 0)
+        return 0;
+    ns_kube_ref ref = ref_in(canary_ref, ns, name);
+    ns_kube_status st;
     cJSON *canary = NULL;
-    int rc = op_informer_get(cc->canaries, key, &canary);
+    int rc = ns_kube_get(cc->kube, &ref, &canary, &st);
     if (rc == -ENOENT)
         return 0;
     if (rc)
-        return ns_errorf(err, rc, "cannot read Canary %s from the cache", key);
+        return api_error(err, rc, "read", CANARY_KIND, key, &st);
     if (ns_json_path(canary, "metadata", "deletionTimestamp", NULL))
         rc = finalize(cc, canary, err);
     else if (!has_finalizer(canary))
