@@ -7,13 +7,15 @@
 # Scenarios, each asserted on what a user sees (status, Deployments, Endpoints):
 # initialization; a rollout that succeeds with the weight moving; one rolled back by the
 # deadline (a broken image) with the primary untouched; one rolled back by failed checks
-# (a rollout webhook answering 500); a revision change mid-rollout; abort and retry;
+# (a rollout webhook answering 500, and a real Prometheus whose query result leaves its
+# thresholdRange); a revision change mid-rollout; abort and retry;
 # blue-green with a manual promotion; the user scaling the target; an operator restart
 # mid-rollout; deletion giving the target its replicas back.
 #
 # Usage: canary_test.sh PATH/TO/nutshell-operator
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "${ROOT}/hack/lib/prometheus.sh"
 
 OPERATOR="${1:?usage: canary_test.sh PATH/TO/nutshell-operator}"
 require_cluster
@@ -23,6 +25,8 @@ export KUBECACHEDIR="${WORK}/kube-cache"
 NS="canary-test-$$"
 MPORT="$(free_port)"
 HOOK_PORT="$(free_port)"
+PROM_PORT="$(free_port)"
+PROM_UP=""
 OP_PID=""
 HOOK_PID=""
 
@@ -42,6 +46,7 @@ stop_operator() {
 cleanup() {
   stop_operator
   [ -n "${HOOK_PID}" ] && kill "${HOOK_PID}" 2>/dev/null
+  [ -n "${PROM_UP}" ] && stop_prometheus "${WORK}/prometheus"
   # Without the operator the finalizers would hold the namespace: drop them.
   local c
   for c in $(kubectl -n "${NS}" get canaries -o name 2>/dev/null); do
@@ -272,6 +277,29 @@ check "autoPromote false: waits for a promotion" "$(phase shop)" "Progressing"
 k annotate canary shop nutshell.io/request=promote >/dev/null
 wait_phase shop Succeeded 40 "manual promotion switches and completes"
 check "blue-green primary runs the new image" "$(image_of shop-primary)" "example/shop:v2"
+
+# ---------------------------------------------------------------- metrics from a real Prometheus
+# The query counts the scrape targets that are up (Prometheus itself: 1). A range of
+# min 1 passes; max 0 fails, and the message names the metric and the value.
+if command -v "${PROMETHEUS}" >/dev/null && start_prometheus "${WORK}/prometheus" "${PROM_PORT}"; then
+  PROM_UP=1
+  metric() {
+    echo "{threshold: 2, metrics: [{name: targets-up, address: \"http://127.0.0.1:${PROM_PORT}\", query: 'sum(up)', thresholdRange: $1}]}"
+  }
+  app api example/api:v1 1
+  canary api '{canary: {stepWeight: 50, maxWeight: 50, interval: 2s}}' "$(metric '{min: 1}')"
+  wait_phase api Initialized 40 "Canary with a Prometheus metric initialized"
+  k set image deployment/api app=example/api:v2 >/dev/null
+  wait_phase api Succeeded 60 "a metric within its thresholdRange lets the rollout through"
+  k patch canary api --type=merge -p "{\"spec\":{\"analysis\":$(metric '{max: 0}' | python3 -c 'import sys,yaml,json; print(json.dumps(yaml.safe_load(sys.stdin)))')}}" >/dev/null
+  k set image deployment/api app=example/api:v3 >/dev/null
+  wait_phase api Failed 60 "a metric outside its thresholdRange rolls back"
+  [[ "$(cf api '{.status.message}')" == *targets-up*1* ]] && pass "message names the metric and its value" ||
+    fail "message: $(cf api '{.status.message}')"
+  check "primary keeps the last good image" "$(image_of api-primary)" "example/api:v2"
+else
+  fail "cannot start Prometheus (${PROMETHEUS}; hack/deps.sh installs it)"
+fi
 
 # ---------------------------------------------------------------- deletion
 k delete canary web --wait=false >/dev/null
