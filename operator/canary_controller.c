@@ -223,15 +223,17 @@ static int observe(canary_controller *cc, const canary_spec *spec, canary_view *
 
 /* ---- writes ---- */
 
+/* Server-side apply, forcing our ownership of the fields we set; the live object goes to
+ * *out when `out` is not NULL. */
 static int apply(canary_controller *cc, ns_kube_ref base, const char *kind, const cJSON *obj,
-                 ns_err *err)
+                 cJSON **out, ns_err *err)
 {
     const char *ns = ns_json_path_str(obj, "metadata", "namespace", NULL);
     const char *name = ns_json_path_str(obj, "metadata", "name", NULL);
     ns_kube_ref ref = ref_in(base, ns, name);
     ns_kube_write_opts wo = {.field_manager = MESH_FIELD_MANAGER, .force = true};
     ns_kube_status st;
-    int rc = ns_kube_apply(cc->kube, &ref, obj, &wo, NULL, &st);
+    int rc = ns_kube_apply(cc->kube, &ref, obj, &wo, out, &st);
     count_write(cc, "apply", kind, ns, name);
     return rc ? api_error(err, rc, "apply", kind, name, &st) : 0;
 }
@@ -247,6 +249,36 @@ static int merge_patch(canary_controller *cc, ns_kube_ref base, const char *kind
     return rc ? api_error(err, rc, "patch", kind, name, &st) : 0;
 }
 
+/* A Service's selector must be exactly ours. Server-side apply merges maps, so a Service
+ * that existed before the Canary (Bookinfo's `reviews`, taken over as the apex) would
+ * keep its old keys next to ours and select nothing; they are replaced outright. */
+static int ensure_selector(canary_controller *cc, const cJSON *desired, const cJSON *live,
+                           ns_err *err)
+{
+    const cJSON *want = ns_json_path(desired, "spec", "selector", NULL);
+    const cJSON *have = ns_json_path(live, "spec", "selector", NULL);
+    if (!live || cJSON_Compare(want, have, true))
+        return 0;
+    cJSON *patch = cJSON_CreateArray();
+    cJSON *op = cJSON_CreateObject();
+    cJSON_AddItemToArray(patch, op);
+    cJSON_AddStringToObject(op, "op", "replace");
+    cJSON_AddStringToObject(op, "path", "/spec/selector");
+    cJSON_AddItemToObject(op, "value", cJSON_Duplicate(want, true));
+    const char *ns = ns_json_path_str(desired, "metadata", "namespace", NULL);
+    const char *name = ns_json_path_str(desired, "metadata", "name", NULL);
+    ns_kube_ref ref = ref_in(svc_ref, ns, name);
+    ns_kube_write_opts wo = {.field_manager = MESH_FIELD_MANAGER};
+    ns_kube_status st;
+    int rc = ns_kube_patch(cc->kube, &ref, NS_KUBE_PATCH_JSON, patch, &wo, NULL, &st);
+    cJSON_Delete(patch);
+    count_write(cc, "patch", "Service", ns, name);
+    if (rc)
+        return api_error(err, rc, "replace the selector of", "Service", name, &st);
+    ns_log(NS_LOG_INFO, "took over the Service's selector", "namespace", ns, "service", name, NULL);
+    return 0;
+}
+
 static int ensure_services(canary_controller *cc, const canary_spec *spec, const cJSON *target,
                            ns_err *err)
 {
@@ -259,8 +291,12 @@ static int ensure_services(canary_controller *cc, const canary_spec *spec, const
             break;
         cJSON *live =
             cached(cc->services, spec->namespace, ns_json_path_str(d, "metadata", "name", NULL));
+        cJSON *written = NULL;
         if (mesh_object_needs_update(d, live))
-            rc = apply(cc, svc_ref, "Service", d, err);
+            rc = apply(cc, svc_ref, "Service", d, &written, err);
+        if (!rc)
+            rc = ensure_selector(cc, d, written ? written : live, err);
+        cJSON_Delete(written);
         cJSON_Delete(live);
     }
     cJSON_Delete(desired);
@@ -279,7 +315,7 @@ static int ensure_primary(canary_controller *cc, const canary_spec *spec, const 
         int rc = canary_render_primary(spec, v->target, d->status.current_revision,
                                        d->primary_replicas, &desired, err);
         if (!rc && mesh_object_needs_update(desired, v->primary))
-            rc = apply(cc, deploy_ref, "Deployment", desired, err);
+            rc = apply(cc, deploy_ref, "Deployment", desired, NULL, err);
         cJSON_Delete(desired);
         return rc;
     }

@@ -264,8 +264,16 @@ wait_phase web Succeeded 60 "the resumed rollout completes"
 # ---------------------------------------------------------------- blue-green, manual promotion
 app shop example/shop:v1 2
 wait_for 30 bash -c "[ \"\$(kubectl -n ${NS} get deployment shop -o jsonpath='{.status.readyReplicas}')\" = 2 ]"
+# shop already has its Service (like Bookinfo's reviews): the Canary takes it over.
+k create service clusterip shop --tcp=80:8080 >/dev/null
+k set selector service shop app=shop >/dev/null
 canary shop '{blueGreen: {iterations: 2, interval: 1s, autoPromote: false}}'
 wait_phase shop Initialized 40 "blue-green Canary initialized"
+check "an existing Service taken over as the apex selects only the apex label" \
+  "$(k get service shop -o 'jsonpath={.spec.selector}')" '{"nutshell.io/apex":"shop"}'
+if wait_for 20 bash -c "[ \"\$(kubectl -n ${NS} get endpointslices -l kubernetes.io/service-name=shop -o json | jq '[.items[].endpoints[]? | select(.conditions.ready == true)] | length')\" = 2 ]"; then
+  pass "the taken-over apex serves the primary's 2 ready endpoints"
+else fail "apex shop endpoints: $(endpoints_ready shop)"; fi
 k set image deployment/shop app=example/shop:v2 >/dev/null
 wait_phase shop Progressing 20 "blue-green rollout started"
 if wait_for 30 bash -c "[ \"\$(kubectl -n ${NS} get canary shop -o jsonpath='{.status.iterations}')\" -ge 2 ] 2>/dev/null"; then
