@@ -1,4 +1,4 @@
-/* json.c - defensive accessors over cJSON. */
+/* json.c - defensive accessors over cJSON, and the builder that checks once. */
 #include "json.h"
 
 #include <ctype.h>
@@ -137,4 +137,55 @@ int ns_json_array_insert(cJSON *array, int idx, cJSON *item)
 char *ns_json_print(const cJSON *item)
 {
     return cJSON_PrintUnformatted(item);
+}
+
+cJSON *ns_jb_add(ns_jb *b, cJSON *parent, const char *key, cJSON *item)
+{
+    bool ok = item && parent &&
+              (cJSON_IsArray(parent) ? cJSON_AddItemToArray(parent, item)
+                                     : cJSON_AddItemToObject(parent, key, item));
+    if (!ok) {
+        cJSON_Delete(item);
+        b->oom = true;
+        return NULL;
+    }
+    return item;
+}
+
+cJSON *ns_jb_obj(ns_jb *b, cJSON *parent, const char *key)
+{
+    return ns_jb_add(b, parent, key, cJSON_CreateObject());
+}
+
+cJSON *ns_jb_arr(ns_jb *b, cJSON *parent, const char *key)
+{
+    return ns_jb_add(b, parent, key, cJSON_CreateArray());
+}
+
+void ns_jb_str(ns_jb *b, cJSON *parent, const char *key, const char *value)
+{
+    ns_jb_add(b, parent, key, cJSON_CreateString(value));
+}
+
+void ns_jb_num(ns_jb *b, cJSON *parent, const char *key, double value)
+{
+    ns_jb_add(b, parent, key, cJSON_CreateNumber(value));
+}
+
+void ns_jb_bool(ns_jb *b, cJSON *parent, const char *key, bool value)
+{
+    ns_jb_add(b, parent, key, cJSON_CreateBool(value));
+}
+
+void ns_jb_strs(ns_jb *b, cJSON *parent, const char *key, const char *const *values)
+{
+    cJSON *a = ns_jb_arr(b, parent, key);
+    for (; a && *values; values++)
+        ns_jb_str(b, a, NULL, *values);
+}
+
+void ns_jb_set_str(ns_jb *b, cJSON *parent, const char *key, const char *value)
+{
+    if (!parent || ns_json_set_str(parent, key, value))
+        b->oom = true;
 }

@@ -2,6 +2,7 @@
 #include "canary.h"
 
 #include "json.h"
+#include "timefmt.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -707,118 +708,9 @@ int canary_spec_parse(const cJSON *canary, canary_spec *out, ns_err *err)
 
 /* ---- times ---- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm),
- * and back: no time zone, no libc state. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a / b - (a % b != 0 && (a < 0) != (b < 0));
-}
-
-void canary_time_format(int64_t ms, char *buf, size_t len)
-{
-    if (!buf || len == 0)
-        return;
-    int64_t secs = floor_div(ms, 1000), days = floor_div(secs, 86400);
-    int64_t sod = secs - days * 86400, y;
-    int m, d;
-    civil_from_days(days, &y, &m, &d);
-    snprintf(buf, len, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
-             (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)(ms - secs * 1000));
-}
-
-/* Exactly `n` digits at *p into *v. */
-static bool digits(const char **p, int n, int *v)
-{
-    int x = 0;
-    for (int i = 0; i < n; i++) {
-        if (!is_digit((*p)[i]))
-            return false;
-        x = x * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *v = x;
-    return true;
-}
-
-static bool expect(const char **p, char c)
-{
-    if (**p != c)
-        return false;
-    (*p)++;
-    return true;
-}
-
-static bool leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* RFC 3339 as Kubernetes writes it (metav1.Time, MicroTime): "T" and "Z" upper case,
- * an optional fraction (cut to ms), or a numeric offset. */
 int canary_time_parse(const char *s, int64_t *out)
 {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (!s)
-        return -EINVAL;
-    const char *p = s;
-    int y, mo, d, h, mi, sec, ms = 0;
-    if (!digits(&p, 4, &y) || !expect(&p, '-') || !digits(&p, 2, &mo) || !expect(&p, '-') ||
-        !digits(&p, 2, &d) || !expect(&p, 'T') || !digits(&p, 2, &h) || !expect(&p, ':') ||
-        !digits(&p, 2, &mi) || !expect(&p, ':') || !digits(&p, 2, &sec))
-        return -EINVAL;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap(y)) || h > 23 ||
-        mi > 59 || sec > 59)
-        return -EINVAL;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        for (; is_digit(*p); p++, n++)
-            if (n < 3)
-                ms = ms * 10 + (*p - '0');
-        if (n == 0 || n > 9)
-            return -EINVAL;
-        for (; n < 3; n++)
-            ms *= 10;
-    }
-    int64_t offset = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-        if (!digits(&p, 2, &oh) || !expect(&p, ':') || !digits(&p, 2, &om) || oh > 23 || om > 59)
-            return -EINVAL;
-        offset = sign * (oh * 3600 + om * 60);
-    } else {
-        return -EINVAL;
-    }
-    if (*p)
-        return -EINVAL;
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
-    *out = secs * 1000 + ms;
-    return 0;
+    return ns_time_parse_ms(s, out);
 }
 
 /* ---- status ---- */
@@ -847,7 +739,7 @@ static int32_t lenient_i32(const cJSON *obj, const char *key)
 static int64_t lenient_time(const cJSON *obj, const char *key)
 {
     int64_t t = 0;
-    if (canary_time_parse(ns_json_str(obj, key), &t))
+    if (ns_time_parse_ms(ns_json_str(obj, key), &t))
         return 0;
     return t;
 }
@@ -929,12 +821,12 @@ static bool add_text(cJSON *parent, const char *key, const char *value)
     return !*value || add(parent, key, cJSON_CreateString(value));
 }
 
+/* A time RFC 3339 cannot write (outside the years 0000-9999) is left out, as absent. */
 static bool add_time(cJSON *parent, const char *key, int64_t ms)
 {
-    char t[40];
-    if (!ms)
+    char t[NS_TIME_MAX];
+    if (!ms || ns_time_format_ms(ms, t, sizeof(t)) != 0)
         return true;
-    canary_time_format(ms, t, sizeof(t));
     return add(parent, key, cJSON_CreateString(t));
 }
 

@@ -188,9 +188,8 @@ void canary_status_parse(const cJSON *canary, canary_status *out);
  * metav1.Condition (observedGeneration = st->observed_generation). NULL on ENOMEM. */
 cJSON *canary_status_to_json(const canary_status *st);
 
-/* Formats Unix ms as RFC 3339 UTC with milliseconds into buf (>= 25 bytes); parses the
- * same, with or without a fraction (returns 0 or -EINVAL). */
-void canary_time_format(int64_t ms, char *buf, size_t len);
+/* ns_time_parse_ms (timefmt.h), kept under the Canary's name for its callers: RFC 3339
+ * into Unix milliseconds, 0 or -EINVAL. */
 int canary_time_parse(const char *s, int64_t *out);
 
 #endif

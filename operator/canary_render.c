@@ -170,58 +170,12 @@ int canary_target_check(const canary_spec *spec, const cJSON *target, ns_err *er
     return 0;
 }
 
-/* ---- building objects ----
- *
- * As in mesh_render.c: the first allocation failure is remembered and checked once. */
-
-typedef struct jb {
-    bool oom;
-} jb;
-
-static cJSON *jb_add(jb *b, cJSON *parent, const char *key, cJSON *item)
-{
-    bool ok = item && parent &&
-              (cJSON_IsArray(parent) ? cJSON_AddItemToArray(parent, item)
-                                     : cJSON_AddItemToObject(parent, key, item));
-    if (!ok) {
-        cJSON_Delete(item);
-        b->oom = true;
-        return NULL;
-    }
-    return item;
-}
-
-static cJSON *jb_obj(jb *b, cJSON *parent, const char *key)
-{
-    return jb_add(b, parent, key, cJSON_CreateObject());
-}
-
-static void jb_str(jb *b, cJSON *parent, const char *key, const char *value)
-{
-    jb_add(b, parent, key, cJSON_CreateString(value));
-}
-
-static void jb_num(jb *b, cJSON *parent, const char *key, double value)
-{
-    jb_add(b, parent, key, cJSON_CreateNumber(value));
-}
-
-static void jb_bool(jb *b, cJSON *parent, const char *key, bool value)
-{
-    jb_add(b, parent, key, cJSON_CreateBool(value));
-}
-
-/* Replaces parent[key] with value (a string), adding it when absent. */
-static void jb_set_str(jb *b, cJSON *parent, const char *key, const char *value)
-{
-    if (!parent || ns_json_set_str(parent, key, value))
-        b->oom = true;
-}
+/* ---- building objects (ns_jb: the first allocation failure is checked once) ---- */
 
 /* apiVersion, kind and metadata of an object the Canary owns. The target's own labels
  * are not copied: tools that track objects by label (Argo CD's app.kubernetes.io/
  * instance, Helm's) would take the copy for theirs and prune or fight over it. */
-static cJSON *owned_object(jb *b, const canary_spec *spec, const char *api_version,
+static cJSON *owned_object(ns_jb *b, const canary_spec *spec, const char *api_version,
                            const char *kind, const char *name, cJSON **meta_out)
 {
     cJSON *o = cJSON_CreateObject();
@@ -229,30 +183,30 @@ static cJSON *owned_object(jb *b, const canary_spec *spec, const char *api_versi
         b->oom = true;
         return NULL;
     }
-    jb_str(b, o, "apiVersion", api_version);
-    jb_str(b, o, "kind", kind);
-    cJSON *meta = jb_obj(b, o, "metadata");
-    jb_str(b, meta, "name", name);
-    jb_str(b, meta, "namespace", spec->namespace);
-    cJSON *labels = jb_obj(b, meta, "labels");
-    jb_str(b, labels, LABEL_MANAGED_BY, MANAGER);
-    jb_str(b, labels, CANARY_LABEL_CANARY, spec->name);
+    ns_jb_str(b, o, "apiVersion", api_version);
+    ns_jb_str(b, o, "kind", kind);
+    cJSON *meta = ns_jb_obj(b, o, "metadata");
+    ns_jb_str(b, meta, "name", name);
+    ns_jb_str(b, meta, "namespace", spec->namespace);
+    cJSON *labels = ns_jb_obj(b, meta, "labels");
+    ns_jb_str(b, labels, LABEL_MANAGED_BY, MANAGER);
+    ns_jb_str(b, labels, CANARY_LABEL_CANARY, spec->name);
     /* controller: true makes the Canary the one owner; blockOwnerDeletion keeps a
      * foreground delete of it waiting until these are gone. */
-    cJSON *ref = jb_obj(b, jb_add(b, meta, "ownerReferences", cJSON_CreateArray()), NULL);
-    jb_str(b, ref, "apiVersion", CANARY_API_VERSION);
-    jb_str(b, ref, "kind", CANARY_KIND);
-    jb_str(b, ref, "name", spec->name);
-    jb_str(b, ref, "uid", spec->uid);
-    jb_bool(b, ref, "controller", true);
-    jb_bool(b, ref, "blockOwnerDeletion", true);
+    cJSON *ref = ns_jb_obj(b, ns_jb_arr(b, meta, "ownerReferences"), NULL);
+    ns_jb_str(b, ref, "apiVersion", CANARY_API_VERSION);
+    ns_jb_str(b, ref, "kind", CANARY_KIND);
+    ns_jb_str(b, ref, "name", spec->name);
+    ns_jb_str(b, ref, "uid", spec->uid);
+    ns_jb_bool(b, ref, "controller", true);
+    ns_jb_bool(b, ref, "blockOwnerDeletion", true);
     if (meta_out)
         *meta_out = meta;
     return o;
 }
 
 /* A copy of matchLabels with each value suffixed: the primary's selector. */
-static cJSON *primary_labels(jb *b, const cJSON *match_labels)
+static cJSON *primary_labels(ns_jb *b, const cJSON *match_labels)
 {
     cJSON *out = cJSON_CreateObject();
     if (!out)
@@ -262,7 +216,7 @@ static cJSON *primary_labels(jb *b, const cJSON *match_labels)
     {
         char v[LABEL_VALUE_MAX + 1];
         snprintf(v, sizeof(v), "%s" PRIMARY_SUFFIX, l->valuestring);
-        jb_str(b, out, l->string, v);
+        ns_jb_str(b, out, l->string, v);
     }
     return out;
 }
@@ -270,7 +224,7 @@ static cJSON *primary_labels(jb *b, const cJSON *match_labels)
 /* The target's pod template for the primary: the selector labels rewritten, the apex
  * label added, and what belongs to the target's ReplicaSets or to the API server's
  * bookkeeping left out. */
-static cJSON *primary_template(jb *b, const canary_spec *spec, const cJSON *target)
+static cJSON *primary_template(ns_jb *b, const canary_spec *spec, const cJSON *target)
 {
     const cJSON *ml = ns_json_path(target, "spec", "selector", "matchLabels", NULL);
     cJSON *t = cJSON_Duplicate(ns_json_path(target, "spec", "template", NULL), true);
@@ -288,9 +242,9 @@ static cJSON *primary_template(jb *b, const canary_spec *spec, const cJSON *targ
     {
         char v[LABEL_VALUE_MAX + 1];
         snprintf(v, sizeof(v), "%s" PRIMARY_SUFFIX, l->valuestring);
-        jb_set_str(b, labels, l->string, v);
+        ns_jb_set_str(b, labels, l->string, v);
     }
-    jb_set_str(b, labels, CANARY_LABEL_APEX, spec->service);
+    ns_jb_set_str(b, labels, CANARY_LABEL_APEX, spec->service);
     return t;
 }
 
@@ -302,28 +256,29 @@ int canary_render_primary(const canary_spec *spec, const cJSON *target, const ch
         return rc;
     canary_names names;
     canary_names_init(spec, &names);
-    jb b = {0};
+    ns_jb b = {0};
     cJSON *meta = NULL;
     cJSON *d = owned_object(&b, spec, "apps/v1", "Deployment", names.primary, &meta);
     /* Not the target's annotations: deployment.kubernetes.io/revision and
      * kubectl.kubernetes.io/last-applied-configuration describe the target. */
-    jb_str(&b, jb_obj(&b, meta, "annotations"), CANARY_ANN_REVISION, revision ? revision : "");
+    ns_jb_str(&b, ns_jb_obj(&b, meta, "annotations"), CANARY_ANN_REVISION,
+              revision ? revision : "");
 
     const cJSON *tspec = ns_json_get(target, "spec");
-    cJSON *spec_out = jb_obj(&b, d, "spec");
-    jb_num(&b, spec_out, "replicas", replicas < 0 ? 0 : replicas);
-    cJSON *sel = jb_obj(&b, spec_out, "selector");
-    jb_add(&b, sel, "matchLabels",
-           primary_labels(&b, ns_json_path(tspec, "selector", "matchLabels", NULL)));
+    cJSON *spec_out = ns_jb_obj(&b, d, "spec");
+    ns_jb_num(&b, spec_out, "replicas", replicas < 0 ? 0 : replicas);
+    cJSON *sel = ns_jb_obj(&b, spec_out, "selector");
+    ns_jb_add(&b, sel, "matchLabels",
+              primary_labels(&b, ns_json_path(tspec, "selector", "matchLabels", NULL)));
     /* How the primary rolls out is the target's choice too. */
     static const char *const copied[] = {"strategy", "minReadySeconds", "revisionHistoryLimit",
                                          "progressDeadlineSeconds"};
     for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
         const cJSON *v = ns_json_get(tspec, copied[i]);
         if (v && !cJSON_IsNull(v))
-            jb_add(&b, spec_out, copied[i], cJSON_Duplicate(v, true));
+            ns_jb_add(&b, spec_out, copied[i], cJSON_Duplicate(v, true));
     }
-    jb_add(&b, spec_out, "template", primary_template(&b, spec, target));
+    ns_jb_add(&b, spec_out, "template", primary_template(&b, spec, target));
     if (!d || b.oom) {
         cJSON_Delete(d);
         return ns_errorf(err, -ENOMEM, "out of memory rendering the primary Deployment");
@@ -332,21 +287,21 @@ int canary_render_primary(const canary_spec *spec, const cJSON *target, const ch
     return 0;
 }
 
-static void add_service(jb *b, cJSON *list, const canary_spec *spec, const char *name,
+static void add_service(ns_jb *b, cJSON *list, const canary_spec *spec, const char *name,
                         cJSON *selector)
 {
-    cJSON *svc = jb_add(b, list, NULL, owned_object(b, spec, "v1", "Service", name, NULL));
-    cJSON *s = jb_obj(b, svc, "spec");
-    jb_str(b, s, "type", "ClusterIP");
-    jb_add(b, s, "selector", selector);
-    cJSON *port = jb_obj(b, jb_add(b, s, "ports", cJSON_CreateArray()), NULL);
-    jb_str(b, port, "name", spec->port_name);
-    jb_num(b, port, "port", spec->port);
+    cJSON *svc = ns_jb_add(b, list, NULL, owned_object(b, spec, "v1", "Service", name, NULL));
+    cJSON *s = ns_jb_obj(b, svc, "spec");
+    ns_jb_str(b, s, "type", "ClusterIP");
+    ns_jb_add(b, s, "selector", selector);
+    cJSON *port = ns_jb_obj(b, ns_jb_arr(b, s, "ports"), NULL);
+    ns_jb_str(b, port, "name", spec->port_name);
+    ns_jb_num(b, port, "port", spec->port);
     if (spec->target_port)
-        jb_add(b, port, "targetPort", cJSON_Duplicate(spec->target_port, false));
+        ns_jb_add(b, port, "targetPort", cJSON_Duplicate(spec->target_port, false));
     else
-        jb_num(b, port, "targetPort", spec->port);
-    jb_str(b, port, "protocol", "TCP");
+        ns_jb_num(b, port, "targetPort", spec->port);
+    ns_jb_str(b, port, "protocol", "TCP");
 }
 
 int canary_render_services(const canary_spec *spec, const cJSON *target, cJSON **out, ns_err *err)
@@ -357,12 +312,12 @@ int canary_render_services(const canary_spec *spec, const cJSON *target, cJSON *
     canary_names names;
     canary_names_init(spec, &names);
     const cJSON *ml = ns_json_path(target, "spec", "selector", "matchLabels", NULL);
-    jb b = {0};
+    ns_jb b = {0};
     cJSON *list = cJSON_CreateArray();
     if (!list)
         b.oom = true;
     cJSON *apex = cJSON_CreateObject();
-    jb_str(&b, apex, CANARY_LABEL_APEX, spec->service);
+    ns_jb_str(&b, apex, CANARY_LABEL_APEX, spec->service);
     add_service(&b, list, spec, names.apex, apex);
     add_service(&b, list, spec, names.svc_primary, primary_labels(&b, ml));
     add_service(&b, list, spec, names.svc_canary, cJSON_Duplicate(ml, true));

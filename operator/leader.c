@@ -4,6 +4,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,100 +17,9 @@
 
 /* ------------------------------------------------------------------ time */
 
-int op_time_format_micro(int64_t us, char *buf, size_t size)
-{
-    if (us < 0 || size < 28)
-        return -EINVAL;
-    time_t s = (time_t)(us / 1000000);
-    struct tm tm;
-    if (!gmtime_r(&s, &tm))
-        return -EINVAL;
-    char date[24];
-    if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        return -EINVAL;
-    int n = snprintf(buf, size, "%s.%06dZ", date, (int)(us % 1000000));
-    return n > 0 && (size_t)n < size ? 0 : -EINVAL;
-}
-
-/* Reads exactly `n` digits at *p into *out. */
-static bool digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
-        v = v * 10 + (c - '0');
-    }
-    *p += n;
-    *out = v;
-    return true;
-}
-
-static bool expect(const char **p, char c)
-{
-    if (**p != c)
-        return false;
-    (*p)++;
-    return true;
-}
-
 int op_time_parse(const char *s, int64_t *us)
 {
-    if (!s)
-        return -EINVAL;
-    const char *p = s;
-    int Y, M, D, h, m, sec;
-    if (!digits(&p, 4, &Y) || !expect(&p, '-') || !digits(&p, 2, &M) || !expect(&p, '-') ||
-        !digits(&p, 2, &D) || !(*p == 'T' || *p == 't') || !(++p, digits(&p, 2, &h)) ||
-        !expect(&p, ':') || !digits(&p, 2, &m) || !expect(&p, ':') || !digits(&p, 2, &sec))
-        return -EINVAL;
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
-        return -EINVAL;
-    int64_t frac_us = 0;
-    if (*p == '.') {
-        p++;
-        int nd = 0;
-        int64_t scale = 100000;
-        while (*p >= '0' && *p <= '9') {
-            if (nd < 6) {
-                frac_us += (*p - '0') * scale;
-                scale /= 10;
-            }
-            nd++;
-            p++;
-        }
-        if (nd == 0 || nd > 9)
-            return -EINVAL;
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p == '-' ? -1 : 1, oh, om;
-        p++;
-        if (!digits(&p, 2, &oh) || !expect(&p, ':') || !digits(&p, 2, &om) || oh > 23 || om > 59)
-            return -EINVAL;
-        offset_s = sign * (oh * 3600 + om * 60);
-    } else {
-        return -EINVAL;
-    }
-    if (*p)
-        return -EINVAL;
-    struct tm tm = {.tm_year = Y - 1900,
-                    .tm_mon = M - 1,
-                    .tm_mday = D,
-                    .tm_hour = h,
-                    .tm_min = m,
-                    .tm_sec = sec > 59 ? 59 : sec};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1 && !(Y == 1969 && M == 12 && D == 31))
-        return -EINVAL;
-    /* timegm normalises 31 February into March: refuse dates that moved */
-    if (tm.tm_mday != D || tm.tm_mon != M - 1)
-        return -EINVAL;
-    *us = ((int64_t)t - offset_s) * 1000000 + frac_us;
-    return 0;
+    return ns_time_parse(s, us);
 }
 
 static int64_t wall_us(void)
@@ -139,7 +49,7 @@ static int64_t json_int(const cJSON *obj, const char *key)
 static int64_t json_time(const cJSON *obj, const char *key)
 {
     int64_t us = 0;
-    return op_time_parse(ns_json_str(obj, key), &us) == 0 ? us : 0;
+    return ns_time_parse(ns_json_str(obj, key), &us) == 0 ? us : 0;
 }
 
 int op_lease_parse(const cJSON *lease, op_lease_record *out)
@@ -195,8 +105,8 @@ cJSON *op_lease_build(const cJSON *current, op_lease_action action, bool release
                       const char *name, const char *identity, int64_t lease_duration_s,
                       int64_t now_us)
 {
-    char now[40];
-    if (op_time_format_micro(now_us, now, sizeof(now)) != 0)
+    char now[NS_TIME_MAX];
+    if (ns_time_format_us(now_us, now, sizeof(now)) != 0)
         return NULL;
     cJSON *lease = current ? cJSON_Duplicate(current, true) : cJSON_CreateObject();
     if (!lease)

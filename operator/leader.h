@@ -74,12 +74,8 @@ cJSON *op_lease_build(const cJSON *current, op_lease_action action, bool release
                       const char *name, const char *identity, int64_t lease_duration_s,
                       int64_t now_us);
 
-/* Formats Unix microseconds as a Kubernetes MicroTime, "2006-01-02T15:04:05.000000Z"
- * (at least 28 bytes). Returns 0 or -EINVAL. */
-int op_time_format_micro(int64_t us, char *buf, size_t size);
-
-/* Parses RFC 3339 ("...Z" or "...+hh:mm", optional fraction of up to 9 digits) into Unix
- * microseconds. Returns 0 or -EINVAL. */
+/* ns_time_parse (timefmt.h), kept under the operator's name for its callers: RFC 3339
+ * into Unix microseconds, 0 or -EINVAL. */
 int op_time_parse(const char *s, int64_t *us);
 
 /* $POD_NAME if set, else "<hostname>_<pid>". Returns 0 or -ENAMETOOLONG. */

@@ -4,6 +4,7 @@
 #include "buf.h"
 #include "duration.h"
 #include "json.h"
+#include "timefmt.h"
 #include "validate.h"
 
 #include <math.h>
@@ -448,100 +449,46 @@ int mesh_spec_validate(const mesh_spec *s, ns_err *err)
     return rc;
 }
 
-/* ---- building JSON ----
- *
- * cJSON reports allocation failure by returning NULL, which a long chain of adds would
- * silently drop. The builder remembers the first failure instead, so each object is
- * written straight through and checked once at the end (like ns_buf's `failed`). */
-
-typedef struct jb {
-    bool oom;
-} jb;
-
-static cJSON *jb_add(jb *b, cJSON *parent, const char *key, cJSON *item)
-{
-    bool ok = item && parent &&
-              (cJSON_IsArray(parent) ? cJSON_AddItemToArray(parent, item)
-                                     : cJSON_AddItemToObject(parent, key, item));
-    if (!ok) {
-        cJSON_Delete(item);
-        b->oom = true;
-        return NULL;
-    }
-    return item;
-}
-
-static cJSON *jb_obj(jb *b, cJSON *parent, const char *key)
-{
-    return jb_add(b, parent, key, cJSON_CreateObject());
-}
-
-static cJSON *jb_arr(jb *b, cJSON *parent, const char *key)
-{
-    return jb_add(b, parent, key, cJSON_CreateArray());
-}
-
-static void jb_str(jb *b, cJSON *parent, const char *key, const char *value)
-{
-    jb_add(b, parent, key, cJSON_CreateString(value));
-}
-
-static void jb_num(jb *b, cJSON *parent, const char *key, double value)
-{
-    jb_add(b, parent, key, cJSON_CreateNumber(value));
-}
-
-static void jb_bool(jb *b, cJSON *parent, const char *key, bool value)
-{
-    jb_add(b, parent, key, cJSON_CreateBool(value));
-}
-
-/* An array of the NULL-terminated strings `values`. */
-static void jb_strs(jb *b, cJSON *parent, const char *key, const char *const *values)
-{
-    cJSON *a = jb_arr(b, parent, key);
-    for (; a && *values; values++)
-        jb_str(b, a, NULL, *values);
-}
+/* ---- building JSON (ns_jb: the first allocation failure is checked once) ---- */
 
 /* The labels that select the injector's pods: stable for the life of a revision, as a
  * Deployment's selector cannot change. */
-static void add_selector_labels(jb *b, cJSON *labels, const mesh_spec *s)
+static void add_selector_labels(ns_jb *b, cJSON *labels, const mesh_spec *s)
 {
-    jb_str(b, labels, MESH_LABEL_NAME, "nutshell-injector");
-    jb_str(b, labels, MESH_LABEL_REVISION, s->revision);
+    ns_jb_str(b, labels, MESH_LABEL_NAME, "nutshell-injector");
+    ns_jb_str(b, labels, MESH_LABEL_REVISION, s->revision);
 }
 
-static void add_labels(jb *b, cJSON *labels, const mesh_spec *s)
+static void add_labels(ns_jb *b, cJSON *labels, const mesh_spec *s)
 {
-    jb_str(b, labels, MESH_LABEL_NAME, "nutshell-injector");
-    jb_str(b, labels, MESH_LABEL_PART_OF, "nutshell");
-    jb_str(b, labels, MESH_LABEL_MANAGED_BY, "nutshell-operator");
-    jb_str(b, labels, MESH_LABEL_REVISION, s->revision);
+    ns_jb_str(b, labels, MESH_LABEL_NAME, "nutshell-injector");
+    ns_jb_str(b, labels, MESH_LABEL_PART_OF, "nutshell");
+    ns_jb_str(b, labels, MESH_LABEL_MANAGED_BY, "nutshell-operator");
+    ns_jb_str(b, labels, MESH_LABEL_REVISION, s->revision);
 }
 
 cJSON *mesh_object_new(const mesh_spec *s, const char *api_version, const char *kind,
                        const char *name, const char *namespace)
 {
-    jb b = {0};
+    ns_jb b = {0};
     cJSON *o = cJSON_CreateObject();
-    jb_str(&b, o, "apiVersion", api_version);
-    jb_str(&b, o, "kind", kind);
-    cJSON *meta = jb_obj(&b, o, "metadata");
-    jb_str(&b, meta, "name", name);
+    ns_jb_str(&b, o, "apiVersion", api_version);
+    ns_jb_str(&b, o, "kind", kind);
+    cJSON *meta = ns_jb_obj(&b, o, "metadata");
+    ns_jb_str(&b, meta, "name", name);
     if (namespace)
-        jb_str(&b, meta, "namespace", namespace);
-    add_labels(&b, jb_obj(&b, meta, "labels"), s);
+        ns_jb_str(&b, meta, "namespace", namespace);
+    add_labels(&b, ns_jb_obj(&b, meta, "labels"), s);
     /* controller: true makes the Mesh the one owner the garbage collector and
      * `kubectl get -o wide` name; blockOwnerDeletion keeps a foreground delete of the
      * Mesh waiting until these are gone. */
-    cJSON *ref = jb_obj(&b, jb_arr(&b, meta, "ownerReferences"), NULL);
-    jb_str(&b, ref, "apiVersion", MESH_API_VERSION);
-    jb_str(&b, ref, "kind", MESH_KIND);
-    jb_str(&b, ref, "name", s->name);
-    jb_str(&b, ref, "uid", s->uid);
-    jb_bool(&b, ref, "controller", true);
-    jb_bool(&b, ref, "blockOwnerDeletion", true);
+    cJSON *ref = ns_jb_obj(&b, ns_jb_arr(&b, meta, "ownerReferences"), NULL);
+    ns_jb_str(&b, ref, "apiVersion", MESH_API_VERSION);
+    ns_jb_str(&b, ref, "kind", MESH_KIND);
+    ns_jb_str(&b, ref, "name", s->name);
+    ns_jb_str(&b, ref, "uid", s->uid);
+    ns_jb_bool(&b, ref, "controller", true);
+    ns_jb_bool(&b, ref, "blockOwnerDeletion", true);
     if (!o || b.oom) {
         cJSON_Delete(o);
         return NULL;
@@ -550,16 +497,16 @@ cJSON *mesh_object_new(const mesh_spec *s, const char *api_version, const char *
 }
 
 /* Adds a new object to `list` and returns it, or NULL (oom set). */
-static cJSON *new_item(jb *b, cJSON *list, const mesh_spec *s, const char *api_version,
+static cJSON *new_item(ns_jb *b, cJSON *list, const mesh_spec *s, const char *api_version,
                        const char *kind, const char *name, const char *namespace)
 {
-    return jb_add(b, list, NULL, mesh_object_new(s, api_version, kind, name, namespace));
+    return ns_jb_add(b, list, NULL, mesh_object_new(s, api_version, kind, name, namespace));
 }
 
 /* {requests: {cpu, memory}, limits: {cpu, memory}}, leaving out values that are "". */
-static void add_resources(jb *b, cJSON *parent, const mesh_resources *r)
+static void add_resources(ns_jb *b, cJSON *parent, const mesh_resources *r)
 {
-    cJSON *res = jb_obj(b, parent, "resources");
+    cJSON *res = ns_jb_obj(b, parent, "resources");
     const char *req[2] = {r->cpu_request, r->memory_request};
     const char *lim[2] = {r->cpu_limit, r->memory_limit};
     static const char *const keys[2] = {"cpu", "memory"};
@@ -567,10 +514,10 @@ static void add_resources(jb *b, cJSON *parent, const mesh_resources *r)
         const char **vals = part == 0 ? req : lim;
         if (!*vals[0] && !*vals[1])
             continue;
-        cJSON *o = jb_obj(b, res, part == 0 ? "requests" : "limits");
+        cJSON *o = ns_jb_obj(b, res, part == 0 ? "requests" : "limits");
         for (int i = 0; i < 2; i++)
             if (*vals[i])
-                jb_str(b, o, keys[i], vals[i]);
+                ns_jb_str(b, o, keys[i], vals[i]);
     }
 }
 
@@ -579,34 +526,34 @@ static void add_resources(jb *b, cJSON *parent, const mesh_resources *r)
  * which may differ when the injector image is older or newer than the operator. */
 static char *injector_config(const mesh_spec *s, const char *namespace)
 {
-    jb b = {0};
+    ns_jb b = {0};
     char discovery[300];
     snprintf(discovery, sizeof(discovery), DISCOVERY_FMT, namespace);
     cJSON *c = cJSON_CreateObject();
-    jb_str(&b, c, "revision", s->revision);
-    jb_str(&b, c, "discoveryAddress", discovery);
-    cJSON *proxy = jb_obj(&b, c, "proxy");
-    jb_str(&b, proxy, "image", s->proxy.image);
-    jb_str(&b, proxy, "imagePullPolicy", s->proxy.image_pull_policy);
-    jb_str(&b, proxy, "logLevel", s->proxy.log_level);
-    jb_bool(&b, proxy, "nativeSidecar", s->proxy.native_sidecar);
-    jb_bool(&b, proxy, "holdApplication", s->proxy.hold_application);
+    ns_jb_str(&b, c, "revision", s->revision);
+    ns_jb_str(&b, c, "discoveryAddress", discovery);
+    cJSON *proxy = ns_jb_obj(&b, c, "proxy");
+    ns_jb_str(&b, proxy, "image", s->proxy.image);
+    ns_jb_str(&b, proxy, "imagePullPolicy", s->proxy.image_pull_policy);
+    ns_jb_str(&b, proxy, "logLevel", s->proxy.log_level);
+    ns_jb_bool(&b, proxy, "nativeSidecar", s->proxy.native_sidecar);
+    ns_jb_bool(&b, proxy, "holdApplication", s->proxy.hold_application);
     add_resources(&b, proxy, &s->proxy.resources);
-    cJSON *init = jb_obj(&b, c, "init");
-    jb_str(&b, init, "image", s->init.image);
+    cJSON *init = ns_jb_obj(&b, c, "init");
+    ns_jb_str(&b, init, "image", s->init.image);
     add_resources(&b, init, &s->init.resources);
-    cJSON *t = jb_obj(&b, c, "traffic");
-    jb_str(&b, t, "includeInboundPorts", s->traffic.include_inbound_ports);
-    jb_str(&b, t, "excludeInboundPorts", s->traffic.exclude_inbound_ports);
-    jb_str(&b, t, "excludeOutboundPorts", s->traffic.exclude_outbound_ports);
-    jb_str(&b, t, "includeOutboundCIDRs", s->traffic.include_outbound_cidrs);
-    jb_str(&b, t, "excludeOutboundCIDRs", s->traffic.exclude_outbound_cidrs);
+    cJSON *t = ns_jb_obj(&b, c, "traffic");
+    ns_jb_str(&b, t, "includeInboundPorts", s->traffic.include_inbound_ports);
+    ns_jb_str(&b, t, "excludeInboundPorts", s->traffic.exclude_inbound_ports);
+    ns_jb_str(&b, t, "excludeOutboundPorts", s->traffic.exclude_outbound_ports);
+    ns_jb_str(&b, t, "includeOutboundCIDRs", s->traffic.include_outbound_cidrs);
+    ns_jb_str(&b, t, "excludeOutboundCIDRs", s->traffic.exclude_outbound_cidrs);
     char *text = c && !b.oom ? ns_json_print(c) : NULL;
     cJSON_Delete(c);
     return text;
 }
 
-static void add_base64(jb *b, cJSON *parent, const char *key, const char *pem)
+static void add_base64(ns_jb *b, cJSON *parent, const char *key, const char *pem)
 {
     ns_buf buf;
     ns_buf_init(&buf);
@@ -614,65 +561,66 @@ static void add_base64(jb *b, cJSON *parent, const char *key, const char *pem)
     if (buf.failed)
         b->oom = true;
     else
-        jb_str(b, parent, key, ns_buf_cstr(&buf));
+        ns_jb_str(b, parent, key, ns_buf_cstr(&buf));
     /* the buffer may have held a private key */
     if (buf.data)
         memset(buf.data, 0, buf.cap);
     ns_buf_free(&buf);
 }
 
-static void add_probe(jb *b, cJSON *container, const char *key, const char *path, int period,
+static void add_probe(ns_jb *b, cJSON *container, const char *key, const char *path, int period,
                       int failures)
 {
-    cJSON *p = jb_obj(b, container, key);
-    cJSON *get = jb_obj(b, p, "httpGet");
-    jb_str(b, get, "path", path);
-    jb_num(b, get, "port", METRICS_PORT);
-    jb_num(b, p, "periodSeconds", period);
-    jb_num(b, p, "failureThreshold", failures);
+    cJSON *p = ns_jb_obj(b, container, key);
+    cJSON *get = ns_jb_obj(b, p, "httpGet");
+    ns_jb_str(b, get, "path", path);
+    ns_jb_num(b, get, "port", METRICS_PORT);
+    ns_jb_num(b, p, "periodSeconds", period);
+    ns_jb_num(b, p, "failureThreshold", failures);
 }
 
-static void add_deployment(jb *b, cJSON *list, const mesh_spec *s, const char *ns)
+static void add_deployment(ns_jb *b, cJSON *list, const mesh_spec *s, const char *ns)
 {
     cJSON *d = new_item(b, list, s, "apps/v1", "Deployment", s->names.injector, ns);
-    cJSON *spec = jb_obj(b, d, "spec");
-    jb_num(b, spec, "replicas", s->injector.replicas);
-    add_selector_labels(b, jb_obj(b, jb_obj(b, spec, "selector"), "matchLabels"), s);
+    cJSON *spec = ns_jb_obj(b, d, "spec");
+    ns_jb_num(b, spec, "replicas", s->injector.replicas);
+    add_selector_labels(b, ns_jb_obj(b, ns_jb_obj(b, spec, "selector"), "matchLabels"), s);
     /* Surge before taking a pod away: with the default 25% of 2 replicas rounding to
      * zero unavailable this is what happens anyway, but it also holds for 1 replica. */
-    cJSON *strategy = jb_obj(b, spec, "strategy");
-    jb_str(b, strategy, "type", "RollingUpdate");
-    cJSON *ru = jb_obj(b, strategy, "rollingUpdate");
-    jb_num(b, ru, "maxUnavailable", 0);
-    jb_num(b, ru, "maxSurge", 1);
+    cJSON *strategy = ns_jb_obj(b, spec, "strategy");
+    ns_jb_str(b, strategy, "type", "RollingUpdate");
+    cJSON *ru = ns_jb_obj(b, strategy, "rollingUpdate");
+    ns_jb_num(b, ru, "maxUnavailable", 0);
+    ns_jb_num(b, ru, "maxSurge", 1);
 
     /* No annotations on the template: see mesh_render()'s contract. */
-    cJSON *tmpl = jb_obj(b, spec, "template");
-    add_labels(b, jb_obj(b, jb_obj(b, tmpl, "metadata"), "labels"), s);
-    cJSON *pod = jb_obj(b, tmpl, "spec");
-    jb_str(b, pod, "serviceAccountName", s->names.injector);
+    cJSON *tmpl = ns_jb_obj(b, spec, "template");
+    add_labels(b, ns_jb_obj(b, ns_jb_obj(b, tmpl, "metadata"), "labels"), s);
+    cJSON *pod = ns_jb_obj(b, tmpl, "spec");
+    ns_jb_str(b, pod, "serviceAccountName", s->names.injector);
     /* The injector never calls the API server. */
-    jb_bool(b, pod, "automountServiceAccountToken", false);
-    cJSON *psc = jb_obj(b, pod, "securityContext");
-    jb_bool(b, psc, "runAsNonRoot", true);
-    jb_num(b, psc, "runAsUser", INJECTOR_UID);
-    jb_num(b, psc, "runAsGroup", INJECTOR_UID);
-    jb_num(b, psc, "fsGroup", INJECTOR_UID); /* group-owns the 0440 key file */
-    jb_str(b, jb_obj(b, psc, "seccompProfile"), "type", "RuntimeDefault");
+    ns_jb_bool(b, pod, "automountServiceAccountToken", false);
+    cJSON *psc = ns_jb_obj(b, pod, "securityContext");
+    ns_jb_bool(b, psc, "runAsNonRoot", true);
+    ns_jb_num(b, psc, "runAsUser", INJECTOR_UID);
+    ns_jb_num(b, psc, "runAsGroup", INJECTOR_UID);
+    ns_jb_num(b, psc, "fsGroup", INJECTOR_UID); /* group-owns the 0440 key file */
+    ns_jb_str(b, ns_jb_obj(b, psc, "seccompProfile"), "type", "RuntimeDefault");
 
-    cJSON *term = jb_obj(b,
-                         jb_arr(b, jb_obj(b, jb_obj(b, pod, "affinity"), "podAntiAffinity"),
-                                "preferredDuringSchedulingIgnoredDuringExecution"),
-                         NULL);
-    jb_num(b, term, "weight", 100);
-    cJSON *pat = jb_obj(b, term, "podAffinityTerm");
-    add_selector_labels(b, jb_obj(b, jb_obj(b, pat, "labelSelector"), "matchLabels"), s);
-    jb_str(b, pat, "topologyKey", "kubernetes.io/hostname");
+    cJSON *term =
+        ns_jb_obj(b,
+                  ns_jb_arr(b, ns_jb_obj(b, ns_jb_obj(b, pod, "affinity"), "podAntiAffinity"),
+                            "preferredDuringSchedulingIgnoredDuringExecution"),
+                  NULL);
+    ns_jb_num(b, term, "weight", 100);
+    cJSON *pat = ns_jb_obj(b, term, "podAffinityTerm");
+    add_selector_labels(b, ns_jb_obj(b, ns_jb_obj(b, pat, "labelSelector"), "matchLabels"), s);
+    ns_jb_str(b, pat, "topologyKey", "kubernetes.io/hostname");
 
-    cJSON *c = jb_obj(b, jb_arr(b, pod, "containers"), NULL);
-    jb_str(b, c, "name", "nutshell-injector");
-    jb_str(b, c, "image", s->injector.image);
-    jb_str(b, c, "imagePullPolicy", "IfNotPresent");
+    cJSON *c = ns_jb_obj(b, ns_jb_arr(b, pod, "containers"), NULL);
+    ns_jb_str(b, c, "name", "nutshell-injector");
+    ns_jb_str(b, c, "image", s->injector.image);
+    ns_jb_str(b, c, "imagePullPolicy", "IfNotPresent");
     static const char *const args[] = {
         "serve",
         "--listen=0.0.0.0:9443",
@@ -683,118 +631,118 @@ static void add_deployment(jb *b, cJSON *list, const mesh_spec *s, const char *n
         "--log-format=json",
         NULL,
     };
-    jb_strs(b, c, "args", args);
-    cJSON *ports = jb_arr(b, c, "ports");
-    cJSON *p = jb_obj(b, ports, NULL);
-    jb_str(b, p, "name", "webhook");
-    jb_num(b, p, "containerPort", WEBHOOK_PORT);
-    jb_str(b, p, "protocol", "TCP");
-    p = jb_obj(b, ports, NULL);
-    jb_str(b, p, "name", "metrics");
-    jb_num(b, p, "containerPort", METRICS_PORT);
-    jb_str(b, p, "protocol", "TCP");
+    ns_jb_strs(b, c, "args", args);
+    cJSON *ports = ns_jb_arr(b, c, "ports");
+    cJSON *p = ns_jb_obj(b, ports, NULL);
+    ns_jb_str(b, p, "name", "webhook");
+    ns_jb_num(b, p, "containerPort", WEBHOOK_PORT);
+    ns_jb_str(b, p, "protocol", "TCP");
+    p = ns_jb_obj(b, ports, NULL);
+    ns_jb_str(b, p, "name", "metrics");
+    ns_jb_num(b, p, "containerPort", METRICS_PORT);
+    ns_jb_str(b, p, "protocol", "TCP");
     add_probe(b, c, "readinessProbe", "/readyz", 5, 3);
     add_probe(b, c, "livenessProbe", "/healthz", 10, 3);
     add_resources(b, c, &s->injector.resources);
-    cJSON *csc = jb_obj(b, c, "securityContext");
-    jb_bool(b, csc, "allowPrivilegeEscalation", false);
-    jb_bool(b, csc, "readOnlyRootFilesystem", true);
-    jb_bool(b, csc, "runAsNonRoot", true);
-    jb_num(b, csc, "runAsUser", INJECTOR_UID);
+    cJSON *csc = ns_jb_obj(b, c, "securityContext");
+    ns_jb_bool(b, csc, "allowPrivilegeEscalation", false);
+    ns_jb_bool(b, csc, "readOnlyRootFilesystem", true);
+    ns_jb_bool(b, csc, "runAsNonRoot", true);
+    ns_jb_num(b, csc, "runAsUser", INJECTOR_UID);
     static const char *const drop_all[] = {"ALL", NULL};
-    jb_strs(b, jb_obj(b, csc, "capabilities"), "drop", drop_all);
-    jb_str(b, jb_obj(b, csc, "seccompProfile"), "type", "RuntimeDefault");
+    ns_jb_strs(b, ns_jb_obj(b, csc, "capabilities"), "drop", drop_all);
+    ns_jb_str(b, ns_jb_obj(b, csc, "seccompProfile"), "type", "RuntimeDefault");
     /* Whole-volume mounts (never subPath): the kubelet swaps the files in place on
      * rotation and the injector reloads them. */
-    cJSON *mounts = jb_arr(b, c, "volumeMounts");
-    cJSON *m = jb_obj(b, mounts, NULL);
-    jb_str(b, m, "name", "tls");
-    jb_str(b, m, "mountPath", TLS_DIR);
-    jb_bool(b, m, "readOnly", true);
-    m = jb_obj(b, mounts, NULL);
-    jb_str(b, m, "name", "config");
-    jb_str(b, m, "mountPath", CONFIG_DIR);
-    jb_bool(b, m, "readOnly", true);
+    cJSON *mounts = ns_jb_arr(b, c, "volumeMounts");
+    cJSON *m = ns_jb_obj(b, mounts, NULL);
+    ns_jb_str(b, m, "name", "tls");
+    ns_jb_str(b, m, "mountPath", TLS_DIR);
+    ns_jb_bool(b, m, "readOnly", true);
+    m = ns_jb_obj(b, mounts, NULL);
+    ns_jb_str(b, m, "name", "config");
+    ns_jb_str(b, m, "mountPath", CONFIG_DIR);
+    ns_jb_bool(b, m, "readOnly", true);
 
-    cJSON *vols = jb_arr(b, pod, "volumes");
-    cJSON *v = jb_obj(b, vols, NULL);
-    jb_str(b, v, "name", "tls");
-    cJSON *sec = jb_obj(b, v, "secret");
-    jb_str(b, sec, "secretName", s->names.tls);
-    jb_num(b, sec, "defaultMode", 0440);
-    v = jb_obj(b, vols, NULL);
-    jb_str(b, v, "name", "config");
-    jb_str(b, jb_obj(b, v, "configMap"), "name", s->names.config);
+    cJSON *vols = ns_jb_arr(b, pod, "volumes");
+    cJSON *v = ns_jb_obj(b, vols, NULL);
+    ns_jb_str(b, v, "name", "tls");
+    cJSON *sec = ns_jb_obj(b, v, "secret");
+    ns_jb_str(b, sec, "secretName", s->names.tls);
+    ns_jb_num(b, sec, "defaultMode", 0440);
+    v = ns_jb_obj(b, vols, NULL);
+    ns_jb_str(b, v, "name", "config");
+    ns_jb_str(b, ns_jb_obj(b, v, "configMap"), "name", s->names.config);
 }
 
-static void add_service(jb *b, cJSON *list, const mesh_spec *s, const char *ns)
+static void add_service(ns_jb *b, cJSON *list, const mesh_spec *s, const char *ns)
 {
     cJSON *svc = new_item(b, list, s, "v1", "Service", s->names.injector, ns);
-    cJSON *spec = jb_obj(b, svc, "spec");
-    jb_str(b, spec, "type", "ClusterIP");
-    add_selector_labels(b, jb_obj(b, spec, "selector"), s);
-    cJSON *ports = jb_arr(b, spec, "ports");
-    cJSON *p = jb_obj(b, ports, NULL);
-    jb_str(b, p, "name", "https-webhook");
-    jb_num(b, p, "port", SERVICE_PORT);
-    jb_num(b, p, "targetPort", WEBHOOK_PORT);
-    jb_str(b, p, "protocol", "TCP");
-    p = jb_obj(b, ports, NULL);
-    jb_str(b, p, "name", "http-metrics");
-    jb_num(b, p, "port", METRICS_PORT);
-    jb_num(b, p, "targetPort", METRICS_PORT);
-    jb_str(b, p, "protocol", "TCP");
+    cJSON *spec = ns_jb_obj(b, svc, "spec");
+    ns_jb_str(b, spec, "type", "ClusterIP");
+    add_selector_labels(b, ns_jb_obj(b, spec, "selector"), s);
+    cJSON *ports = ns_jb_arr(b, spec, "ports");
+    cJSON *p = ns_jb_obj(b, ports, NULL);
+    ns_jb_str(b, p, "name", "https-webhook");
+    ns_jb_num(b, p, "port", SERVICE_PORT);
+    ns_jb_num(b, p, "targetPort", WEBHOOK_PORT);
+    ns_jb_str(b, p, "protocol", "TCP");
+    p = ns_jb_obj(b, ports, NULL);
+    ns_jb_str(b, p, "name", "http-metrics");
+    ns_jb_num(b, p, "port", METRICS_PORT);
+    ns_jb_num(b, p, "targetPort", METRICS_PORT);
+    ns_jb_str(b, p, "protocol", "TCP");
 }
 
 /* One of the two webhooks of hack/lib/webhook.sh, with a service clientConfig. */
-static void add_webhook(jb *b, cJSON *hooks, const mesh_spec *s, const char *ns,
+static void add_webhook(ns_jb *b, cJSON *hooks, const mesh_spec *s, const char *ns,
                         const char *ca_bundle_pem, bool namespace_entry)
 {
-    cJSON *w = jb_obj(b, hooks, NULL);
-    jb_str(b, w, "name",
-           namespace_entry ? "namespace.sidecar.nutshell.io" : "object.sidecar.nutshell.io");
-    cJSON *cc = jb_obj(b, w, "clientConfig");
-    cJSON *svc = jb_obj(b, cc, "service");
-    jb_str(b, svc, "namespace", ns);
-    jb_str(b, svc, "name", s->names.injector);
-    jb_str(b, svc, "path", "/inject");
-    jb_num(b, svc, "port", SERVICE_PORT);
+    cJSON *w = ns_jb_obj(b, hooks, NULL);
+    ns_jb_str(b, w, "name",
+              namespace_entry ? "namespace.sidecar.nutshell.io" : "object.sidecar.nutshell.io");
+    cJSON *cc = ns_jb_obj(b, w, "clientConfig");
+    cJSON *svc = ns_jb_obj(b, cc, "service");
+    ns_jb_str(b, svc, "namespace", ns);
+    ns_jb_str(b, svc, "name", s->names.injector);
+    ns_jb_str(b, svc, "path", "/inject");
+    ns_jb_num(b, svc, "port", SERVICE_PORT);
     add_base64(b, cc, "caBundle", ca_bundle_pem);
 
-    cJSON *rule = jb_obj(b, jb_arr(b, w, "rules"), NULL);
+    cJSON *rule = ns_jb_obj(b, ns_jb_arr(b, w, "rules"), NULL);
     static const char *const create[] = {"CREATE", NULL}, *const core[] = {"", NULL},
                              *const v1[] = {"v1", NULL}, *const pods[] = {"pods", NULL};
-    jb_strs(b, rule, "operations", create);
-    jb_strs(b, rule, "apiGroups", core);
-    jb_strs(b, rule, "apiVersions", v1);
-    jb_strs(b, rule, "resources", pods);
+    ns_jb_strs(b, rule, "operations", create);
+    ns_jb_strs(b, rule, "apiGroups", core);
+    ns_jb_strs(b, rule, "apiVersions", v1);
+    ns_jb_strs(b, rule, "resources", pods);
 
     static const char *const enabled[] = {"enabled", NULL}, *const no[] = {"false", NULL},
                              *const yes[] = {"true", NULL};
     const char *system[] = {"kube-system", "kube-public", "kube-node-lease", ns, NULL};
-    cJSON *nsx = jb_arr(b, jb_obj(b, w, "namespaceSelector"), "matchExpressions");
-    cJSON *e = jb_obj(b, nsx, NULL);
-    jb_str(b, e, "key", "nutshell.io/inject");
-    jb_str(b, e, "operator", namespace_entry ? "In" : "DoesNotExist");
+    cJSON *nsx = ns_jb_arr(b, ns_jb_obj(b, w, "namespaceSelector"), "matchExpressions");
+    cJSON *e = ns_jb_obj(b, nsx, NULL);
+    ns_jb_str(b, e, "key", "nutshell.io/inject");
+    ns_jb_str(b, e, "operator", namespace_entry ? "In" : "DoesNotExist");
     if (namespace_entry)
-        jb_strs(b, e, "values", enabled);
-    e = jb_obj(b, nsx, NULL);
-    jb_str(b, e, "key", "kubernetes.io/metadata.name");
-    jb_str(b, e, "operator", "NotIn");
-    jb_strs(b, e, "values", system);
-    cJSON *objx = jb_arr(b, jb_obj(b, w, "objectSelector"), "matchExpressions");
-    e = jb_obj(b, objx, NULL);
-    jb_str(b, e, "key", "nutshell.io/inject");
-    jb_str(b, e, "operator", namespace_entry ? "NotIn" : "In");
-    jb_strs(b, e, "values", namespace_entry ? no : yes);
+        ns_jb_strs(b, e, "values", enabled);
+    e = ns_jb_obj(b, nsx, NULL);
+    ns_jb_str(b, e, "key", "kubernetes.io/metadata.name");
+    ns_jb_str(b, e, "operator", "NotIn");
+    ns_jb_strs(b, e, "values", system);
+    cJSON *objx = ns_jb_arr(b, ns_jb_obj(b, w, "objectSelector"), "matchExpressions");
+    e = ns_jb_obj(b, objx, NULL);
+    ns_jb_str(b, e, "key", "nutshell.io/inject");
+    ns_jb_str(b, e, "operator", namespace_entry ? "NotIn" : "In");
+    ns_jb_strs(b, e, "values", namespace_entry ? no : yes);
 
-    jb_str(b, w, "sideEffects", "None");
+    ns_jb_str(b, w, "sideEffects", "None");
     static const char *const review_versions[] = {"v1", NULL};
-    jb_strs(b, w, "admissionReviewVersions", review_versions);
-    jb_str(b, w, "failurePolicy", s->injector.failure_policy);
-    jb_num(b, w, "timeoutSeconds", s->injector.timeout_seconds);
-    jb_str(b, w, "reinvocationPolicy", "Never");
-    jb_str(b, w, "matchPolicy", "Equivalent");
+    ns_jb_strs(b, w, "admissionReviewVersions", review_versions);
+    ns_jb_str(b, w, "failurePolicy", s->injector.failure_policy);
+    ns_jb_num(b, w, "timeoutSeconds", s->injector.timeout_seconds);
+    ns_jb_str(b, w, "reinvocationPolicy", "Never");
+    ns_jb_str(b, w, "matchPolicy", "Equivalent");
 }
 
 int mesh_render_spec(const mesh_spec *s, const char *ns, const mesh_tls *tls, cJSON **out,
@@ -802,22 +750,22 @@ int mesh_render_spec(const mesh_spec *s, const char *ns, const mesh_tls *tls, cJ
 {
     if (!tls || !tls->ca_bundle_pem || !tls->cert_pem || !tls->key_pem || !ns)
         return ns_errorf(err, -EINVAL, "no TLS material to render the injector's objects with");
-    jb b = {0};
+    ns_jb b = {0};
     cJSON *list = cJSON_CreateArray();
     char *config = injector_config(s, ns);
     if (!list || !config)
         b.oom = true;
 
     cJSON *sa = new_item(&b, list, s, "v1", "ServiceAccount", s->names.injector, ns);
-    jb_bool(&b, sa, "automountServiceAccountToken", false);
+    ns_jb_bool(&b, sa, "automountServiceAccountToken", false);
 
     cJSON *cm = new_item(&b, list, s, "v1", "ConfigMap", s->names.config, ns);
     if (config)
-        jb_str(&b, jb_obj(&b, cm, "data"), "config.json", config);
+        ns_jb_str(&b, ns_jb_obj(&b, cm, "data"), "config.json", config);
 
     cJSON *secret = new_item(&b, list, s, "v1", "Secret", s->names.tls, ns);
-    jb_str(&b, secret, "type", "kubernetes.io/tls");
-    cJSON *data = jb_obj(&b, secret, "data");
+    ns_jb_str(&b, secret, "type", "kubernetes.io/tls");
+    cJSON *data = ns_jb_obj(&b, secret, "data");
     add_base64(&b, data, "tls.crt", tls->cert_pem);
     add_base64(&b, data, "tls.key", tls->key_pem);
     add_base64(&b, data, "ca.crt", tls->ca_bundle_pem);
@@ -829,14 +777,14 @@ int mesh_render_spec(const mesh_spec *s, const char *ns, const mesh_tls *tls, cJ
     if (s->injector.replicas > 1) {
         cJSON *pdb =
             new_item(&b, list, s, "policy/v1", "PodDisruptionBudget", s->names.injector, ns);
-        cJSON *spec = jb_obj(&b, pdb, "spec");
-        jb_num(&b, spec, "minAvailable", 1);
-        add_selector_labels(&b, jb_obj(&b, jb_obj(&b, spec, "selector"), "matchLabels"), s);
+        cJSON *spec = ns_jb_obj(&b, pdb, "spec");
+        ns_jb_num(&b, spec, "minAvailable", 1);
+        add_selector_labels(&b, ns_jb_obj(&b, ns_jb_obj(&b, spec, "selector"), "matchLabels"), s);
     }
 
     cJSON *mwc = new_item(&b, list, s, "admissionregistration.k8s.io/v1",
                           "MutatingWebhookConfiguration", s->names.webhook, NULL);
-    cJSON *hooks = jb_arr(&b, mwc, "webhooks");
+    cJSON *hooks = ns_jb_arr(&b, mwc, "webhooks");
     add_webhook(&b, hooks, s, ns, tls->ca_bundle_pem, true);
     add_webhook(&b, hooks, s, ns, tls->ca_bundle_pem, false);
 
@@ -921,10 +869,7 @@ bool mesh_object_needs_update(const cJSON *desired, const cJSON *observed)
 
 void mesh_time_format(time_t t, char *buf, size_t len)
 {
-    struct tm tm;
-    if (len == 0)
-        return;
-    if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (ns_time_format_s((int64_t)t, buf, len) != 0 && len > 0)
         buf[0] = '\0';
 }
 
@@ -947,7 +892,7 @@ static const cJSON *prev_condition(const cJSON *prev_status, const char *type)
     return NULL;
 }
 
-static void add_condition(jb *b, cJSON *list, const cond *c, const mesh_observed *obs,
+static void add_condition(ns_jb *b, cJSON *list, const cond *c, const mesh_observed *obs,
                           const cJSON *prev_status)
 {
     const char *status = c->ok ? "True" : "False";
@@ -961,13 +906,13 @@ static void add_condition(jb *b, cJSON *list, const cond *c, const mesh_observed
     const char *when =
         prev_status_text && prev_time && strcmp(prev_status_text, status) == 0 ? prev_time : now;
 
-    cJSON *o = jb_obj(b, list, NULL);
-    jb_str(b, o, "type", c->type);
-    jb_str(b, o, "status", status);
-    jb_num(b, o, "observedGeneration", (double)obs->generation);
-    jb_str(b, o, "lastTransitionTime", when);
-    jb_str(b, o, "reason", c->reason);
-    jb_str(b, o, "message", c->message);
+    cJSON *o = ns_jb_obj(b, list, NULL);
+    ns_jb_str(b, o, "type", c->type);
+    ns_jb_str(b, o, "status", status);
+    ns_jb_num(b, o, "observedGeneration", (double)obs->generation);
+    ns_jb_str(b, o, "lastTransitionTime", when);
+    ns_jb_str(b, o, "reason", c->reason);
+    ns_jb_str(b, o, "message", c->message);
 }
 
 int mesh_status_build(const cJSON *prev_status, const mesh_observed *obs, cJSON **out)
@@ -1056,22 +1001,22 @@ int mesh_status_build(const cJSON *prev_status, const mesh_observed *obs, cJSON 
     else
         phase = "Degraded";
 
-    jb b = {0};
+    ns_jb b = {0};
     cJSON *st = cJSON_CreateObject();
-    jb_num(&b, st, "observedGeneration", (double)obs->generation);
-    jb_str(&b, st, "phase", phase);
-    cJSON *conds = jb_arr(&b, st, "conditions");
+    ns_jb_num(&b, st, "observedGeneration", (double)obs->generation);
+    ns_jb_str(&b, st, "phase", phase);
+    cJSON *conds = ns_jb_arr(&b, st, "conditions");
     add_condition(&b, conds, &ready, obs, prev_status);
     add_condition(&b, conds, &hook, obs, prev_status);
     add_condition(&b, conds, &cert, obs, prev_status);
-    cJSON *inj = jb_obj(&b, st, "injector");
-    jb_num(&b, inj, "replicas", obs->replicas);
-    jb_num(&b, inj, "readyReplicas", obs->ready_replicas);
-    cJSON *certificate = jb_obj(&b, st, "certificate");
+    cJSON *inj = ns_jb_obj(&b, st, "injector");
+    ns_jb_num(&b, inj, "replicas", obs->replicas);
+    ns_jb_num(&b, inj, "readyReplicas", obs->ready_replicas);
+    cJSON *certificate = ns_jb_obj(&b, st, "certificate");
     if (*cert_t)
-        jb_str(&b, certificate, "notAfter", cert_t);
+        ns_jb_str(&b, certificate, "notAfter", cert_t);
     if (*ca_t)
-        jb_str(&b, certificate, "caNotAfter", ca_t);
+        ns_jb_str(&b, certificate, "caNotAfter", ca_t);
     if (!st || b.oom) {
         cJSON_Delete(st);
         return -ENOMEM;

@@ -1,82 +1,13 @@
-/* humantime.c - RFC 3339 parsing and kubectl-style ages. */
+/* humantime.c - kubectl-style ages. */
 #include "humantime.h"
 
-#include <errno.h>
-#include <stdbool.h>
+#include "timefmt.h"
+
 #include <stdio.h>
-#include <time.h>
-
-/* Reads exactly `n` digits at *p (advancing it) into *out. */
-static bool digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
-        v = v * 10 + (c - '0');
-    }
-    *p += n;
-    *out = v;
-    return true;
-}
-
-static bool expect(const char **p, char c)
-{
-    if (**p != c)
-        return false;
-    (*p)++;
-    return true;
-}
 
 int kn_time_parse(const char *s, int64_t *out_ms)
 {
-    if (!s)
-        return -EINVAL;
-    const char *p = s;
-    int year, mon, day, hour, min, sec;
-    if (!digits(&p, 4, &year) || !expect(&p, '-') || !digits(&p, 2, &mon) || !expect(&p, '-') ||
-        !digits(&p, 2, &day) || !(expect(&p, 'T') || expect(&p, 't')) || !digits(&p, 2, &hour) ||
-        !expect(&p, ':') || !digits(&p, 2, &min) || !expect(&p, ':') || !digits(&p, 2, &sec))
-        return -EINVAL;
-    int ms = 0;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        for (; *p >= '0' && *p <= '9'; p++, n++)
-            if (n < 3)
-                ms = ms * 10 + (*p - '0');
-        if (n == 0)
-            return -EINVAL;
-        for (; n < 3; n++)
-            ms *= 10;
-    }
-    int offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p == '-' ? -1 : 1, oh, om;
-        p++;
-        if (!digits(&p, 2, &oh) || !expect(&p, ':') || !digits(&p, 2, &om) || oh > 23 || om > 59)
-            return -EINVAL;
-        offset_s = sign * (oh * 3600 + om * 60);
-    } else {
-        return -EINVAL;
-    }
-    if (*p || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
-        return -EINVAL;
-    struct tm tm = {.tm_year = year - 1900,
-                    .tm_mon = mon - 1,
-                    .tm_mday = day,
-                    .tm_hour = hour,
-                    .tm_min = min,
-                    .tm_sec = sec == 60 ? 59 : sec}; /* a leap second reads as :59 */
-    time_t t = timegm(&tm);
-    /* timegm normalises 31 February into March: refuse dates that moved. */
-    if (tm.tm_mday != day || tm.tm_mon != mon - 1)
-        return -EINVAL;
-    *out_ms = ((int64_t)t - offset_s) * 1000 + ms;
-    return 0;
+    return ns_time_parse_ms(s, out_ms);
 }
 
 void kn_age_format(int64_t ms, char *buf, size_t len)

@@ -11,8 +11,9 @@
 
 /* Parses an RFC 3339 timestamp as the API server writes them ("2026-11-25T19:47:06Z",
  * with an optional fraction of any length and a "Z" or "+hh:mm"/"-hh:mm" offset) into
- * Unix milliseconds (the fraction is cut, not rounded). Returns 0, or -EINVAL for NULL,
- * anything else, or an impossible date (31 February). */
+ * Unix milliseconds (the fraction is cut, not rounded): ns_time_parse_ms of timefmt.h,
+ * kept under the plugin's name. Returns 0, or -EINVAL for NULL, anything else, or an
+ * impossible date (31 February). */
 int kn_time_parse(const char *s, int64_t *out_ms);
 
 /* Writes a duration the way kubectl's AGE column does (apimachinery's HumanDuration):

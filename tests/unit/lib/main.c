@@ -15,6 +15,8 @@ int main(void)
         {"kube", kube_tests},
         {"kubeconfig", kubeconfig_tests},
         {"kubewatch", kubewatch_tests},
+        {"timefmt", timefmt_tests},
+        {"json", json_tests},
         {NULL, NULL},
     };
     return ns_test_main(suites);

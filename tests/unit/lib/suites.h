@@ -15,5 +15,7 @@ extern const ns_test yamljson_tests[];
 extern const ns_test kube_tests[];
 extern const ns_test kubeconfig_tests[];
 extern const ns_test kubewatch_tests[];
+extern const ns_test timefmt_tests[];
+extern const ns_test json_tests[];
 
 #endif

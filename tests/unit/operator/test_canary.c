@@ -478,23 +478,11 @@ static void test_time(void)
         {4102444799999, "2099-12-31T23:59:59.999Z"},
         {253402300799000, "9999-12-31T23:59:59.000Z"},
     };
+    /* Writing these, and the round trip, is ns_time_format_ms's (tests/unit/lib). */
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-        char buf[32];
-        canary_time_format(known[i].ms, buf, sizeof(buf));
-        NS_ASSERT_STR_EQ(buf, known[i].text);
         int64_t back = 0;
         NS_ASSERT_INT_EQ(canary_time_parse(known[i].text, &back), 0);
         NS_ASSERT_INT_EQ(back, known[i].ms);
-    }
-    /* every day of a leap year and a common year round-trips */
-    for (int64_t ms = 946684800000; ms < 1009843200000; ms += 86400000 + 3723004) {
-        char buf[32];
-        int64_t back = 0;
-        canary_time_format(ms, buf, sizeof(buf));
-        NS_ASSERT_INT_EQ(canary_time_parse(buf, &back), 0);
-        if (back != ms)
-            fprintf(stderr, "\n  %lld -> %s -> %lld\n", (long long)ms, buf, (long long)back);
-        CU_ASSERT_EQUAL(back, ms);
     }
 
     static const struct {
@@ -509,6 +497,10 @@ static void test_time(void)
         {"2026-11-25T21:47:06.123+02:00", 1795636026123},
         {"2026-11-25T14:17:06-05:30", 1795636026000},
         {"2024-02-29T00:00:00Z", 1709164800000},
+        /* refused before the three parsers became ns_time_parse, which RFC 3339 allows */
+        {"2026-11-25t19:47:06z", 1795636026000},            /* lower case */
+        {"2026-11-25T19:47:60Z", 1795636079000},            /* a leap second, read as :59 */
+        {"2026-11-25T19:47:06.1234567891Z", 1795636026123}, /* ten fraction digits */
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         int64_t ms = 0;
@@ -523,7 +515,6 @@ static void test_time(void)
         "2026-11-25",
         "2026-11-25T19:47:06",  /* no zone */
         "2026-11-25 19:47:06Z", /* space */
-        "2026-11-25t19:47:06z", /* lower case */
         "2026-13-01T00:00:00Z", /* month */
         "2026-00-01T00:00:00Z",
         "2026-11-31T00:00:00Z", /* November has 30 days */
@@ -531,9 +522,7 @@ static void test_time(void)
         "1900-02-29T00:00:00Z", /* nor is 1900 */
         "2026-11-25T24:00:00Z",
         "2026-11-25T19:60:00Z",
-        "2026-11-25T19:47:60Z",
-        "2026-11-25T19:47:06.Z",           /* empty fraction */
-        "2026-11-25T19:47:06.1234567891Z", /* ten fraction digits */
+        "2026-11-25T19:47:06.Z", /* empty fraction */
         "2026-11-25T19:47:06Zjunk",
         "2026-11-25T19:47:06+0200",
         "2026-11-25T19:47:06+24:00",
