@@ -13,8 +13,8 @@ packages=(
   iptables iproute2 jq curl openssl procps psmisc python3-yaml
   # metric analysis tests (each starts its own instance: hack/lib/prometheus.sh)
   prometheus
-  # benchmarks
-  wrk nghttp2-client nginx-light
+  # benchmarks (haproxy and nginx: peers of the proxy benchmark)
+  wrk nghttp2-client nginx-light haproxy
 )
 
 missing=()

@@ -1,0 +1,30 @@
+/* routing.h - the route table as the proxy uses it: loading a file (parse, then resolve
+ * backend names once, off the data path), and turning a picked backend into an address.
+ */
+#ifndef PX_ROUTING_H
+#define PX_ROUTING_H
+
+#include "err.h"
+#include "routes.h"
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Reads and parses the JSON table at `path`, then resolves the backends that have no
+ * "address" (getaddrinfo: blocking, so only the main thread calls this). A backend that
+ * does not resolve stays without an address and is never picked. Returns 0 and a new
+ * table in *out, or -errno with a message (and *out NULL): the caller keeps its table. */
+int px_routes_load(const char *path, px_routes **out, ns_err *err);
+
+/* Picks a backend of `r` (weighted, skipping unresolved ones) for a request or
+ * connection whose original destination is `orig`: fills the address to connect to
+ * and a label for metrics ("host:port"). Returns 0 or -EHOSTUNREACH. */
+int px_route_target(px_route *r, const struct sockaddr_storage *orig, struct sockaddr_storage *out,
+                    char *label, size_t labellen);
+
+/* Converts a routes.h address to a sockaddr with `port`. */
+void px_ip_to_sockaddr(const px_ip *ip, uint16_t port, struct sockaddr_storage *out);
+/* And back (port dropped). */
+void px_sockaddr_to_ip(const struct sockaddr_storage *a, px_ip *out);
+
+#endif
