@@ -12,6 +12,9 @@
 # blue-green with a manual promotion; the user scaling the target; an operator restart
 # mid-rollout; deletion giving the target its replicas back.
 #
+# Deadlines are 30 s: short enough to keep the suite fast, long enough for a loaded
+# 2-core control plane to make a healthy canary ready (8 s was not).
+#
 # Usage: canary_test.sh PATH/TO/nutshell-operator
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -118,7 +121,7 @@ spec:
   service: {port: 80, targetPort: http}
   strategy: $2
   analysis: ${3:-{threshold: 2\}}
-  progressDeadlineSeconds: 8
+  progressDeadlineSeconds: 30
 EOF
 }
 
@@ -194,7 +197,7 @@ done
 # ---------------------------------------------------------------- rolled back by the deadline
 k set image deployment/web app=example/web:v3-broken >/dev/null
 wait_phase web Progressing 20 "broken image starts a rollout"
-wait_phase web Failed 40 "a canary that never becomes ready is rolled back (Failed)"
+wait_phase web Failed 90 "a canary that never becomes ready is rolled back (Failed)"
 check "primary untouched by the failed rollout" "$(image_of web-primary)" "example/web:v2"
 check "primary still serving all its replicas" "$(ready_of web-primary)" "3"
 check "target scaled to zero after the rollback" "$(replicas_of web)" "0"
