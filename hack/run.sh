@@ -1,174 +1,165 @@
 #!/usr/bin/env bash
-# The main job, from a fresh clone: installs what is needed, builds Nutshell and the
-# pinned Kubernetes tools, starts a local control plane (etcd, kube-apiserver,
-# controller-manager, scheduler, kwok fake node), installs Nutshell through its operator
-# (CRDs, nutshell-operator, the sample Mesh), runs the sidecar injector from the files
-# the operator writes, labels a namespace and deploys the Bookinfo sample, then shows the
-# Mesh and the injected pods.
+# The README's run command, from a fresh clone: installs the Debian packages, builds the
+# pinned Kubernetes tools and Nutshell, starts the local control plane (hack/cluster.sh),
+# `helm install`s Nutshell, runs the operator and the sidecar injector as local
+# processes, deploys Bookinfo in a namespace labelled for injection, declares a Canary
+# for reviews, ships reviews v2 (promoted) and a broken v3 (rolled back), and shows what
+# a user would see. The steps are hack/lib/journey.sh's, which the end-to-end test
+# (tests/integration/journey_test.sh) runs too.
 #
-#   hack/run.sh        set up and run (safe to re-run: each step is skipped when done)
-#   hack/run.sh down   stop the injector, the operator and the control plane
+#   hack/run.sh            set up and run (safe to re-run: each step is skipped when done)
+#   hack/run.sh uninstall  delete the Canary and Bookinfo, `helm uninstall` Nutshell, stop
+#                          the operator and the injector; the control plane keeps running
+#   hack/run.sh down       the same, then stop the control plane too
 #
-# There is no container runtime here (kwok fakes the pods), so the operator runs in its
-# local mode (docs/operator.md): the webhook configuration it writes calls
-# https://127.0.0.1:19443/inject, and it writes the injector's certificate, key, CA
-# bundle and config into the state dir, as a kubelet would mount its Secret and
-# ConfigMap; the injector runs on this machine from those files and reloads them when
-# the operator rotates them. The API server and the webhook are real, the containers
-# are not.
+# There is no container runtime here (kwok fakes the pods): the operator runs on this
+# machine with a token of the chart's ServiceAccount, in local mode, and the injector
+# from the files it writes (hack/lib/journey.sh says why and how).
+#
+# Environment: NUTSHELL_INJECTOR_PORT (19443), NUTSHELL_INJECTOR_METRICS_PORT (19090),
+# NUTSHELL_OPERATOR_METRICS_PORT (19091); NUTSHELL_CANARY_NAMESPACE: the operator watches
+# Canaries in that namespace only (default: every namespace, as the chart's operator);
+# NUTSHELL_BUILD_DIR: where to build Nutshell (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source hack/lib/common.sh
+BUILD="${NUTSHELL_BUILD_DIR:-build}"
+J_CANARY_NS="${NUTSHELL_CANARY_NAMESPACE:-}"
+J_OPERATOR="${BUILD}/operator/nutshell-operator"
+J_INJECTOR="${BUILD}/injector/nutshell-injector"
+source hack/lib/journey.sh
+source hack/lib/progress.sh
 
-STATE_DIR="${NUTSHELL_STATE}"
-INJ_DIR="${STATE_DIR}/injector"
-INJ_PID_FILE="${INJ_DIR}/injector.pid"
-OP_PID_FILE="${STATE_DIR}/operator.pid"
-PORT="${NUTSHELL_INJECTOR_PORT:-19443}"
-MPORT="${NUTSHELL_INJECTOR_METRICS_PORT:-19090}"
-OPORT="${NUTSHELL_OPERATOR_METRICS_PORT:-19091}"
-CP_NS=nutshell-system
-NS=bookinfo
-
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-
-# running_pid PIDFILE BINARY: the pid in PIDFILE if that process is BINARY and alive.
-running_pid() {
-  [ -f "$1" ] || return 1
-  local pid
-  pid="$(cat "$1")"
-  kill -0 "${pid}" 2>/dev/null && [ "$(basename "$(readlink "/proc/${pid}/exe")")" = "$2" ] &&
-    echo "${pid}"
+B="" R=""
+[ -t 1 ] && B=$'\033[1m' && R=$'\033[0m'
+TOTAL=12
+N=0
+step() {
+  N=$((N + 1))
+  printf '\n%s==> %d/%d %s%s\n' "${B}" "${N}" "${TOTAL}" "$*" "${R}"
 }
-injector_pid() { running_pid "${INJ_PID_FILE}" nutshell-injector; }
-operator_pid() { running_pid "${OP_PID_FILE}" nutshell-operator; }
+# show COMMAND...: prints the command as typed, then runs it.
+show() {
+  printf '\n%s$ %s%s\n' "${B}" "$*" "${R}"
+  "$@"
+}
 
-# stop PIDFILE BINARY
-stop() {
-  local pid
-  if pid="$(running_pid "$1" "$2")"; then
-    kill "${pid}" && echo "stopped $2 (pid ${pid})"
-    for _ in $(seq 50); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
+teardown() {
+  local rc=0
+  if hack/cluster.sh status >/dev/null 2>&1; then
+    eval "$(hack/cluster.sh env)"
+    journey_remove_canary
+    journey_uninstall || rc=1
+    if kubectl get namespace "${J_APP_NS}" >/dev/null 2>&1; then
+      kubectl delete namespace "${J_APP_NS}" --wait=false
+    fi
+  else
+    journey_stop_operator
+    journey_stop_injector
   fi
-  rm -f "$1"
+  # What hack/run.sh started before it installed with Helm (state in NUTSHELL_STATE).
+  j_stop "${NUTSHELL_STATE}/operator.pid" nutshell-operator
+  j_stop "${NUTSHELL_STATE}/injector/injector.pid" nutshell-injector
+  return "${rc}"
 }
 
-if [ "${1:-}" = down ]; then
-  stop "${INJ_PID_FILE}" nutshell-injector
-  stop "${OP_PID_FILE}" nutshell-operator
+case "${1:-}" in
+"") ;;
+uninstall)
+  teardown
+  echo "Nutshell uninstalled; the CRDs stay (Helm never deletes crds/): kubectl delete -f charts/nutshell/crds/"
+  exit 0
+  ;;
+down)
+  teardown || true
   exec hack/cluster.sh down
-fi
+  ;;
+*)
+  echo "usage: hack/run.sh [uninstall|down]" >&2
+  exit 2
+  ;;
+esac
 
-# The Secret's tls.crt is in ${INJ_DIR}: the operator has written this Mesh's files.
-files_written() {
-  local crt
-  crt="$(kubectl -n "${CP_NS}" get secret nutshell-injector-tls -o 'jsonpath={.data.tls\.crt}' 2>/dev/null)" &&
-    [ -n "${crt}" ] && [ -s "${INJ_DIR}/tls.crt" ] && base64 -d <<<"${crt}" | cmp -s - "${INJ_DIR}/tls.crt"
-}
+START=${SECONDS}
+mkdir -p "${J_LOGS}"
 
-# ensure_namespace NS: creates NS; one still being deleted (a run torn down a moment
-# ago) takes no new objects, so that is waited for first.
-ensure_namespace() {
-  for _ in $(seq 300); do
-    [ "$(kubectl get namespace "$1" -o 'jsonpath={.status.phase}' 2>/dev/null)" != Terminating ] && break
-    sleep 0.2
-  done
-  kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f -
-}
+step "Debian packages (hack/deps.sh)"
+# sudo asks for the password here, not inside the hidden log.
+[ "$(id -u)" -eq 0 ] || sudo -v
+with_progress "${J_LOGS}/deps.log" '^deps:' bash hack/deps.sh || exit 1
 
-say "1/8 Debian packages"
-bash hack/deps.sh
-say "2/8 Kubernetes tools (the first build takes several minutes; cached in ${NUTSHELL_CACHE})"
-bash hack/tools.sh
-say "3/8 building Nutshell"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target nutshell-injector nutshell-operator 2>&1 |
-  grep -E '^\[100%\]|error' || true
-say "4/8 local control plane"
-hack/cluster.sh up
+step "Kubernetes tools (hack/tools.sh; the first build takes about 35 minutes, then cached in ${NUTSHELL_CACHE})"
+with_progress "${J_LOGS}/tools.log" '^tools\.sh:' bash hack/tools.sh || exit 1
+
+step "building nutshell-operator, nutshell-injector and the kubectl plugin (${BUILD}/)"
+with_progress "${J_LOGS}/build.log" '(error|warning):' bash -c \
+  "cmake -S . -B '${BUILD}' -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+   cmake --build '${BUILD}' -j$(nproc) --target nutshell-operator nutshell-injector kubectl-nutshell" || exit 1
+
+step "local control plane (hack/cluster.sh up)"
+with_progress "${J_LOGS}/cluster.log" '.' hack/cluster.sh up || exit 1
 eval "$(hack/cluster.sh env)"
+PLUGIN_DIR="$(cd "${BUILD}/plugin" && pwd)"
+export PATH="${PLUGIN_DIR}:${PATH}"
 
-say "5/8 CRDs and namespace ${CP_NS}"
-kubectl apply -f manifests/crds/
-kubectl wait --for condition=Established crd/meshes.nutshell.io --timeout=60s
-ensure_namespace "${CP_NS}"
+step "Nutshell with Helm, into ${J_CP_NS}"
+journey_install_chart || exit 1
 
-say "6/8 nutshell-operator (local mode: webhook https://127.0.0.1:${PORT}/inject, files in ${INJ_DIR})"
-mkdir -p "${INJ_DIR}" "${STATE_DIR}/logs"
-# What the hand-made CA of earlier versions of this script left behind.
-rm -f "${INJ_DIR}/ca.key" "${INJ_DIR}/ca.srl" "${INJ_DIR}/tls.csr" "${INJ_DIR}/ext.cnf"
-if pid="$(operator_pid)"; then
-  echo "already running (pid ${pid})"
+step "nutshell-operator, as the chart's ServiceAccount (local mode: the webhook calls https://127.0.0.1:${J_INJ_PORT}/inject)"
+journey_start_operator || exit 1
+
+step "nutshell-injector on https://127.0.0.1:${J_INJ_PORT}, from the files the operator writes"
+journey_start_injector || exit 1
+
+step "the Mesh"
+journey_wait_mesh_ready 120 || exit 1
+
+step "Bookinfo in namespace ${J_APP_NS}, labelled for injection"
+journey_deploy_bookinfo || exit 1
+journey_wait_app 180 || exit 1
+
+step "a Canary for reviews"
+journey_apply_canary 120 || exit 1
+journey_wait_app 120 || exit 1
+
+step "ship reviews v2: the Canary moves traffic step by step, then promotes it"
+if journey_v2_promoted; then
+  echo "already done: reviews-primary runs ${J_V2_IMAGE}"
 else
-  setsid build/operator/nutshell-operator --leader-elect=false \
-    --webhook-url="https://127.0.0.1:${PORT}/inject" --local-injector-dir="${INJ_DIR}" \
-    --metrics-listen="127.0.0.1:${OPORT}" \
-    >>"${STATE_DIR}/logs/operator.log" 2>&1 </dev/null &
-  echo $! >"${OP_PID_FILE}"
-  for _ in $(seq 150); do curl -fsS "http://127.0.0.1:${OPORT}/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  curl -fsS "http://127.0.0.1:${OPORT}/readyz" >/dev/null || {
-    tail "${STATE_DIR}/logs/operator.log"
-    exit 1
-  }
-  echo "started (pid $(cat "${OP_PID_FILE}"), log ${STATE_DIR}/logs/operator.log)"
+  journey_ship "${J_V2_IMAGE}" Succeeded 180 || exit 1
 fi
-kubectl apply -f manifests/samples/mesh-default.yaml
-echo "waiting for the operator to write ${INJ_DIR}/tls.crt"
-for _ in $(seq 300); do files_written && break; sleep 0.2; done
-files_written || {
-  echo "the operator wrote no certificate into ${INJ_DIR}" >&2
-  tail "${STATE_DIR}/logs/operator.log"
-  exit 1
-}
 
-say "7/8 sidecar injector on https://127.0.0.1:${PORT}, from the operator's files"
-if pid="$(injector_pid)"; then
-  echo "already running (pid ${pid}; it reloads the files when they change)"
+step "ship a broken reviews v3 (the fake node keeps it unready): the Canary rolls it back"
+if journey_broken_rolled_back; then
+  echo "already done: the Canary rolled ${J_BROKEN_IMAGE} back"
 else
-  setsid build/injector/nutshell-injector serve --listen "127.0.0.1:${PORT}" \
-    --metrics-listen "127.0.0.1:${MPORT}" --tls-cert "${INJ_DIR}/tls.crt" \
-    --tls-key "${INJ_DIR}/tls.key" --config "${INJ_DIR}/config.json" \
-    >>"${STATE_DIR}/logs/injector.log" 2>&1 </dev/null &
-  echo $! >"${INJ_PID_FILE}"
-  for _ in $(seq 50); do curl -fsS "http://127.0.0.1:${MPORT}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fsS "http://127.0.0.1:${MPORT}/readyz" >/dev/null || {
-    tail "${STATE_DIR}/logs/injector.log"
-    exit 1
-  }
-  echo "started (pid $(cat "${INJ_PID_FILE}"), log ${STATE_DIR}/logs/injector.log)"
+  journey_ship "${J_BROKEN_IMAGE}" Failed 180 || exit 1
 fi
-kubectl wait --for=jsonpath='{.status.phase}'=Ready mesh.nutshell.io/default --timeout=120s
 
-say "8/8 Bookinfo in namespace ${NS}, labelled for injection"
-ensure_namespace "${NS}"
-kubectl label namespace "${NS}" nutshell.io/inject=enabled --overwrite
-for _ in $(seq 50); do kubectl -n "${NS}" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
-kubectl -n "${NS}" apply -f manifests/samples/bookinfo/bookinfo.yaml
-kubectl -n "${NS}" rollout status deployment --timeout=120s
-
-say "What you have"
-echo "\$ kubectl get nmesh"
-kubectl get nmesh
-echo
-echo "\$ kubectl get pods -n ${NS}"
-kubectl get pods -n "${NS}"
-echo
-echo "\$ kubectl get pod -n ${NS} -l app=productpage -o jsonpath='{...container names...}'"
-kubectl get pod -n "${NS}" -l app=productpage \
-  -o jsonpath='{range .items[*]}{.metadata.name}{": init="}{.spec.initContainers[*].name}{" containers="}{.spec.containers[*].name}{"\n"}{end}'
-echo
+printf '\n%s==> What you have (%d s)%s\n' "${B}" $((SECONDS - START)) "${R}"
+show kubectl get meshes
+show kubectl get pods -n "${J_APP_NS}"
+show kubectl get deployments -n "${J_APP_NS}" \
+  -o 'custom-columns=NAME:.metadata.name,READY:.status.readyReplicas,WANTED:.spec.replicas,IMAGE:.spec.template.spec.containers[0].image'
+show kubectl get canaries -n "${J_APP_NS}"
+show kubectl nutshell status reviews -n "${J_APP_NS}"
 cat <<MSG
-Every pod shows 2/2: the app and nutshell-proxy (nutshell-init ran first). The Mesh
-"default" is Ready: nutshell-operator installed the injector's objects in ${CP_NS} and the
-MutatingWebhookConfiguration nutshell-sidecar-injector.
+
+Every pod shows 2/2: the app and the nutshell-proxy sidecar, added by the injector
+(nutshell-init ran first). The Mesh "default" is Ready. The Canary moved reviews v2
+through its steps and promoted it: reviews-primary runs v2. The broken v3 never became
+ready, so the Canary rolled it back after ${J_CANARY_DEADLINE} s: Failed, with reviews-primary untouched and
+serving, and reviews (the Deployment you edit) scaled to 0. For the demo the Canary steps
+every ${J_CANARY_INTERVAL} (the sample says 1m) with a deadline of ${J_CANARY_DEADLINE} s (the sample: 600).
+
 Try it yourself:
-  eval "\$(hack/cluster.sh env)"
-  kubectl get nmesh default -o yaml
-  kubectl get pods -n ${NS}
-  kubectl get pod -n ${NS} -l app=details -o jsonpath='{.metadata.annotations.nutshell\.io/status}'
-  build/injector/nutshell-injector inject -f manifests/samples/bookinfo/bookinfo.yaml | less
-  curl -s http://127.0.0.1:${MPORT}/metrics | grep nutshell_injector_reviews_total
-  curl -s http://127.0.0.1:${OPORT}/metrics | grep nutshell_operator_
-Logs: ${STATE_DIR}/logs/operator.log, ${STATE_DIR}/logs/injector.log
-Tear down:  hack/run.sh down
+  eval "\$(hack/cluster.sh env)"; export PATH="${PLUGIN_DIR}:\$PATH"
+  kubectl -n ${J_APP_NS} set image deployment/reviews reviews=${J_V2_IMAGE%-v2:*}-v3:1.20.2
+  kubectl -n ${J_APP_NS} get canaries -w
+  kubectl nutshell status reviews -n ${J_APP_NS}
+  kubectl get pod -n ${J_APP_NS} -l app=productpage -o jsonpath='{.items[0].spec.containers[*].name}'
+  helm status ${J_RELEASE} -n ${J_CP_NS}
+Logs: ${J_LOGS}/operator.log, ${J_LOGS}/injector.log
+
+Tear down:  hack/run.sh uninstall   (helm uninstall; the control plane keeps running)
+            hack/run.sh down        (and stop the control plane)
 MSG

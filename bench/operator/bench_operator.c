@@ -9,9 +9,13 @@
  *               informer caches (label app.kubernetes.io/managed-by=nutshell-operator,
  *               plus nutshell.io/bench=operator to find them again), from a thread pool.
  *   rss         prints VmRSS and VmHWM of --pid.
+ *   machine     prints the machine (CPU, cores, memory, kernel).
+ *   canaries-wait, canaries-rollout, canaries-unfinalize: see bench_canary.h (canaries.sh).
  *
  * Every run prints the machine first. Every wait is bounded.
  */
+#include "bench_canary.h"
+#include "bench_util.h"
 #include "err.h"
 #include "json.h"
 #include "kube.h"
@@ -27,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,68 +38,6 @@
 #define BENCH_LABEL_VAL "operator"
 #define MANAGED_LABEL   "app.kubernetes.io/managed-by"
 #define MANAGED_VAL     "nutshell-operator"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void print_machine(void)
-{
-    struct utsname u;
-    char line[512], cpu[200] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && colon) {
-            char *v = colon + 1;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            v[strcspn(v, "\n")] = '\0';
-            snprintf(cpu, sizeof cpu, "%s", v);
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof u);
-    printf("machine: %s %s %s; %s; %ld cores\n", u.sysname, u.release, u.machine, cpu,
-           sysconf(_SC_NPROCESSORS_ONLN));
-}
-
-/* A "Name:   123 kB" field of /proc/PID/status in kB, or -1. */
-static long proc_status_kb(long pid, const char *field)
-{
-    char path[64], line[256];
-    size_t fl = strlen(field);
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
-            char *end = NULL;
-            errno = 0;
-            kb = strtol(line + fl + 1, &end, 10);
-            if (errno || end == line + fl + 1)
-                kb = -1;
-            break;
-        }
-    }
-    fclose(f);
-    return kb;
-}
-
-static void print_rss(long pid, const char *label)
-{
-    long rss = proc_status_kb(pid, "VmRSS"), hwm = proc_status_kb(pid, "VmHWM");
-    printf("rss %s: pid %ld VmRSS %.1f MiB (%ld kB), VmHWM %.1f MiB (%ld kB)\n", label, pid,
-           (double)rss / 1024.0, rss, (double)hwm / 1024.0, hwm);
-}
 
 /* ---- options ---- */
 
@@ -114,6 +55,8 @@ struct opts {
     long threads;
     long pid;
     const char *label;
+    bench_canary_opts canary; /* the canaries-* modes' own flags */
+    bool namespace_set;
 };
 
 static int parse_long(const char *flag, const char *s, long min, long max, long *out)
@@ -135,6 +78,14 @@ static void usage(FILE *f)
                "       nutshell-bench-operator configmaps (--create N [--size BYTES] | --delete) "
                "[--threads N]\n"
                "       nutshell-bench-operator rss --pid PID [--label TEXT]\n"
+               "       nutshell-bench-operator machine\n"
+               "       nutshell-bench-operator canaries-wait --count N --phase PHASE "
+               "[--prefix P] [--timeout-ms MS] [--since-ms EPOCH_MS] [--pid PID]\n"
+               "       nutshell-bench-operator canaries-rollout --count K --image IMAGE "
+               "[--prefix P] [--timeout-ms MS] [--gap-ms MS] [--rollout-timeout-ms MS] "
+               "[--pid PID]\n"
+               "       nutshell-bench-operator canaries-unfinalize\n"
+               "(the canaries-* modes need --namespace)\n"
                "common: [--kubeconfig FILE] [--namespace NS]  (defaults: $KUBECONFIG, "
                "nutshell-system)\n");
 }
@@ -149,6 +100,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .size = 1024,
                        .threads = 8,
                        .label = ""};
+    o->canary = (bench_canary_opts){
+        .prefix = "bench-", .count = 1000, .phase = "Initialized", .rollout_timeout_ms = 300000};
     if (argc < 2) {
         usage(stderr);
         return -1;
@@ -171,15 +124,30 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->kubeconfig = v;
         else if (strcmp(a, "--mesh") == 0)
             o->mesh = v;
-        else if (strcmp(a, "--namespace") == 0)
+        else if (strcmp(a, "--namespace") == 0) {
             o->namespace = v;
-        else if (strcmp(a, "--label") == 0)
+            o->namespace_set = true;
+        } else if (strcmp(a, "--label") == 0)
             o->label = v;
         else if (strcmp(a, "--iterations") == 0)
             rc = parse_long(a, v, 1, 100000, &o->iterations);
         else if (strcmp(a, "--timeout-ms") == 0)
-            rc = parse_long(a, v, 1, 600000, &o->timeout_ms);
-        else if (strcmp(a, "--gap-ms") == 0)
+            rc = parse_long(a, v, 1, 3600000, &o->timeout_ms);
+        else if (strcmp(a, "--prefix") == 0)
+            o->canary.prefix = v;
+        else if (strcmp(a, "--phase") == 0)
+            o->canary.phase = v;
+        else if (strcmp(a, "--image") == 0)
+            o->canary.image = v;
+        else if (strcmp(a, "--count") == 0)
+            rc = parse_long(a, v, 1, 100000, &o->canary.count);
+        else if (strcmp(a, "--rollout-timeout-ms") == 0)
+            rc = parse_long(a, v, 1, 3600000, &o->canary.rollout_timeout_ms);
+        else if (strcmp(a, "--since-ms") == 0) {
+            long ms = 0;
+            rc = parse_long(a, v, 1, 9000000000000000L, &ms);
+            o->canary.since_epoch_ms = (double)ms;
+        } else if (strcmp(a, "--gap-ms") == 0)
             rc = parse_long(a, v, 0, 60000, &o->gap_ms);
         else if (strcmp(a, "--create") == 0)
             rc = parse_long(a, v, 1, 100000, &o->create);
@@ -241,7 +209,7 @@ static long json_long(const cJSON *o, const char *a, const char *b)
 static int on_event(void *ud, ns_kube_event *ev)
 {
     struct watcher *wt = ud;
-    double t = now_ms();
+    double t = bench_now_ms();
     if (ev->type != NS_KUBE_EVENT_ADDED && ev->type != NS_KUBE_EVENT_MODIFIED)
         return 0;
     long obs = json_long(ev->object, "status", "observedGeneration");
@@ -273,34 +241,6 @@ static void *watch_thread(void *ud)
     pthread_cond_broadcast(&wt->cond);
     pthread_mutex_unlock(&wt->mu);
     return NULL;
-}
-
-static void deadline_ts(long ms, struct timespec *ts)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(const double *sorted, long n, double p)
-{
-    /* nearest rank */
-    long r = (long)(p / 100.0 * (double)n + 0.999999);
-    if (r < 1)
-        r = 1;
-    if (r > n)
-        r = n;
-    return sorted[r - 1];
 }
 
 static int run_latency(const struct opts *o, ns_kube *k)
@@ -337,7 +277,7 @@ static int run_latency(const struct opts *o, ns_kube *k)
     }
     /* The watch starts "now": its synthetic ADDED says it is connected. */
     struct timespec dl;
-    deadline_ts(o->timeout_ms, &dl);
+    bench_deadline_ts(o->timeout_ms, &dl);
     pthread_mutex_lock(&wt.mu);
     while (wt.events == 0 && wt.rc == 0)
         if (pthread_cond_timedwait(&wt.cond, &wt.mu, &dl) == ETIMEDOUT)
@@ -368,7 +308,7 @@ static int run_latency(const struct opts *o, ns_kube *k)
         cJSON *inj = cJSON_AddObjectToObject(spec, "injector");
         cJSON_AddNumberToObject(inj, "replicas", (double)want);
         cJSON *out = NULL;
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         rc = ns_kube_patch(k, &ref, NS_KUBE_PATCH_MERGE, patch, NULL, &out, &st);
         cJSON_Delete(patch);
         if (rc) {
@@ -382,7 +322,7 @@ static int run_latency(const struct opts *o, ns_kube *k)
         long gen = json_long(out, "metadata", "generation");
         cJSON_Delete(out);
         replicas = want;
-        deadline_ts(o->timeout_ms, &dl);
+        bench_deadline_ts(o->timeout_ms, &dl);
         pthread_mutex_lock(&wt.mu);
         while (wt.observed < gen && wt.rc == 0)
             if (pthread_cond_timedwait(&wt.cond, &wt.mu, &dl) == ETIMEDOUT)
@@ -415,21 +355,21 @@ static int run_latency(const struct opts *o, ns_kube *k)
         double sum = 0;
         for (long i = 0; i < n; i++)
             sum += lat[i];
-        qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+        qsort(lat, (size_t)n, sizeof *lat, bench_cmp_double);
         printf("latency%s%s: spec change -> status.observedGeneration, %ld samples: median %.1f "
                "ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (min %.1f, mean %.1f); timeouts %ld, "
                "errors %ld\n",
-               *o->label ? " " : "", o->label, n, pct(lat, n, 50), pct(lat, n, 90), pct(lat, n, 99),
-               lat[n - 1], lat[0], sum / (double)n, timeouts, errors);
+               *o->label ? " " : "", o->label, n, bench_pct(lat, n, 50), bench_pct(lat, n, 90),
+               bench_pct(lat, n, 99), lat[n - 1], lat[0], sum / (double)n, timeouts, errors);
         printf(
             "{\"bench\":\"operator-latency\",\"label\":\"%s\",\"samples\":%ld,\"median_ms\":%.2f,"
             "\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,\"timeouts\":%ld,\"errors\":%ld}\n",
-            o->label, n, pct(lat, n, 50), pct(lat, n, 90), pct(lat, n, 99), lat[n - 1], timeouts,
-            errors);
+            o->label, n, bench_pct(lat, n, 50), bench_pct(lat, n, 90), bench_pct(lat, n, 99),
+            lat[n - 1], timeouts, errors);
     }
     free(lat);
     if (o->pid > 0)
-        print_rss(o->pid, *o->label ? o->label : "after latency");
+        bench_print_rss(o->pid, *o->label ? o->label : "after latency");
     return (n == o->iterations && timeouts == 0 && errors == 0) ? 0 : 1;
 }
 
@@ -498,7 +438,7 @@ static int run_configmaps(const struct opts *o, ns_kube *k)
         }
         ns_kube_query_add(&path, "labelSelector", BENCH_LABEL "=" BENCH_LABEL_VAL);
         ns_kube_status st;
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         int rc = ns_kube_request(k, "DELETE", path.data, NULL, NULL, 0, true, NULL, &st);
         ns_buf_free(&path);
         if (rc) {
@@ -506,7 +446,7 @@ static int run_configmaps(const struct opts *o, ns_kube *k)
             return 1;
         }
         printf("configmaps: deleted those labelled %s=%s in %s in %.0f ms\n", BENCH_LABEL,
-               BENCH_LABEL_VAL, o->namespace, now_ms() - t0);
+               BENCH_LABEL_VAL, o->namespace, bench_now_ms() - t0);
         return 0;
     }
     if (o->create <= 0) {
@@ -523,7 +463,7 @@ static int run_configmaps(const struct opts *o, ns_kube *k)
     p.filler[o->size] = '\0';
     pthread_t th[64];
     long nt = o->threads;
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     long started = 0;
     for (long i = 0; i < nt; i++)
         if (pthread_create(&th[started], NULL, create_worker, &p) == 0)
@@ -532,7 +472,7 @@ static int run_configmaps(const struct opts *o, ns_kube *k)
         create_worker(&p);
     for (long i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    double dt = now_ms() - t0;
+    double dt = bench_now_ms() - t0;
     free(p.filler);
     printf("configmaps: %ld created, %ld already there, %ld failed (%ld-byte payload each, "
            "labels %s=%s) in %s with %ld threads in %.0f ms\n",
@@ -556,22 +496,51 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        print_rss(o.pid, *o.label ? o.label : "now");
-        return proc_status_kb(o.pid, "VmRSS") < 0;
+        bench_print_rss(o.pid, *o.label ? o.label : "now");
+        return bench_proc_status_kb(o.pid, "VmRSS") < 0;
     }
-    if (strcmp(o.mode, "latency") != 0 && strcmp(o.mode, "configmaps") != 0) {
+    if (strcmp(o.mode, "machine") == 0) {
+        bench_print_machine();
+        return 0;
+    }
+    bool canary_mode = strncmp(o.mode, "canaries-", 9) == 0;
+    if (strcmp(o.mode, "latency") != 0 && strcmp(o.mode, "configmaps") != 0 &&
+        strcmp(o.mode, "canaries-wait") != 0 && strcmp(o.mode, "canaries-rollout") != 0 &&
+        strcmp(o.mode, "canaries-unfinalize") != 0) {
         usage(stderr);
         return 2;
+    }
+    if (strcmp(o.mode, "canaries-rollout") == 0 && !o.canary.image) {
+        fprintf(stderr, "nutshell-bench-operator: canaries-rollout needs --image\n");
+        return 2;
+    }
+    if (canary_mode && !o.namespace_set) {
+        /* They write to every Canary of the namespace: never by default. */
+        fprintf(stderr, "nutshell-bench-operator: %s needs --namespace\n", o.mode);
+        return 2;
+    }
+    if (canary_mode) {
+        o.canary.namespace = o.namespace;
+        o.canary.timeout_ms = o.timeout_ms;
+        o.canary.gap_ms = o.gap_ms;
+        o.canary.pid = o.pid;
+        o.canary.label = o.label;
     }
     ns_kube *k = NULL;
     if (make_client(&o, &k) != 0)
         return 1;
     int rc;
     if (strcmp(o.mode, "latency") == 0) {
-        print_machine();
+        bench_print_machine();
         rc = run_latency(&o, k);
-    } else {
+    } else if (strcmp(o.mode, "configmaps") == 0) {
         rc = run_configmaps(&o, k);
+    } else if (strcmp(o.mode, "canaries-wait") == 0) {
+        rc = bench_canary_wait(k, &o.canary);
+    } else if (strcmp(o.mode, "canaries-rollout") == 0) {
+        rc = bench_canary_rollout(k, &o.canary);
+    } else {
+        rc = bench_canary_unfinalize(k, &o.canary);
     }
     ns_kube_free(k);
     return rc;

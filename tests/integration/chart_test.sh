@@ -566,21 +566,9 @@ check "operator Deployment available (kwok's pod, not executed)" \
   "$(kubectl -n "${NS}" get deployment "${SA}" -o 'jsonpath={.status.availableReplicas}')" "1"
 
 # --- the real operator, with nothing but the chart's ServiceAccount token
-# kubeconfig_for SA FILE: a kubeconfig with SA's token and the current cluster's server and CA.
-kubeconfig_for() {
-  local token server ca
-  token="$(kubectl -n "${NS}" create token "$1" --duration 1h)" || return 1
-  server="$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')"
-  ca="$(kubectl config view --raw --minify --flatten -o 'jsonpath={.clusters[0].cluster.certificate-authority-data}')"
-  cat >"$2" <<EOF
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "${server}", certificate-authority-data: "${ca}"}}]
-users: [{name: u, user: {token: "${token}"}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-EOF
-}
+# kubeconfig_for SA FILE: a kubeconfig with SA's token (in nutshell-system) and the
+# current cluster's server and CA; shared with hack/run.sh's journey.
+source "${ROOT}/hack/lib/kubeconfig.sh"
 SAKC="${WORK}/operator.kubeconfig"
 if kubeconfig_for "${SA}" "${SAKC}"; then pass "token for ServiceAccount ${SA}"; else fail "kubectl create token ${SA}"; exit 1; fi
 check "the kubeconfig authenticates as the chart's ServiceAccount" \
