@@ -129,7 +129,7 @@ writes() { metric "$1" '^nutshell_operator_writes_total[{]controller="mesh"[}]';
 leader_gauge() { metric "$1" '^nutshell_operator_leader '; }
 reconciles() {
   local v
-  v="$(metric "$1" '^nutshell_operator_reconcile_total.controller=."mesh".*result="success"')"
+  v="$(metric "$1" '^nutshell_operator_reconcile_total.controller="mesh".*result="success"')"
   echo "${v:-0}"
 }
 mesh_ready() {
@@ -254,7 +254,7 @@ else
 fi
 wait_for 5 bash -c "[ \"\$(curl -fsS http://127.0.0.1:${PORT[c]}/metrics | awk '/^nutshell_operator_leader / {print \$2}')\" = 1 ]"
 check "fresh replica's nutshell_operator_leader" "$(leader_gauge c)" "1"
-if wait_for 15 bash -c "[ \"\$(curl -fsS http://127.0.0.1:${PORT[c]}/metrics | awk '/^nutshell_operator_reconcile_total.controller=.\"mesh\".*result=\"success\"/ {print \$2; exit}')\" -ge 2 ] 2>/dev/null"; then
+if wait_for 15 bash -c "[ \"\$(curl -fsS http://127.0.0.1:${PORT[c]}/metrics | awk '/^nutshell_operator_reconcile_total.controller=\"mesh\".*result=\"success\"/ {print \$2; exit}')\" -ge 2 ] 2>/dev/null"; then
   pass "fresh replica reconciled the Mesh ($(reconciles c) reconciles)"
 else
   fail "fresh replica reconciled nothing ($(reconciles c))"

@@ -88,7 +88,7 @@ writes() {
 }
 reconciles() {
   curl -fsS "http://127.0.0.1:${MPORT}/metrics" |
-    awk '/^nutshell_operator_reconcile_total.controller=."mesh".*result="success"/ {print $2}'
+    awk '/^nutshell_operator_reconcile_total.controller="mesh".*result="success"/ {print $2}'
 }
 condition() { mesh_field "{.status.conditions[?(@.type==\"$1\")].$2}"; }
 # Ready and caught up with the latest spec.
