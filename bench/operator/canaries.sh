@@ -32,6 +32,9 @@
 #   TIMEOUT_MS=10000        per image change, for Progressing
 #   DEADLINE=60             the Canaries' progressDeadlineSeconds
 #   WORKERS=                the operator's --workers (empty: its default)
+#   RESYNC=                 the operator's --resync-period in s (empty: its default, 600,
+#                           which falls inside a 1,000-Canary run: every Canary is then
+#                           reconciled again, a burst of N reconciles)
 #   DEPLOY_TIMEOUT=900      s for the N Deployments to become available before the operator
 #   INIT_TIMEOUT=1200       s for the N Canaries to become Initialized
 #   DRAIN_TIMEOUT=600       s for the operator's work queue to empty after initialization
@@ -56,6 +59,7 @@ SINGLE_GAP_MS=${SINGLE_GAP_MS:-15000}
 TIMEOUT_MS=${TIMEOUT_MS:-10000}
 DEADLINE=${DEADLINE:-60}
 WORKERS=${WORKERS:-}
+RESYNC=${RESYNC:-}
 DEPLOY_TIMEOUT=${DEPLOY_TIMEOUT:-900}
 INIT_TIMEOUT=${INIT_TIMEOUT:-1200}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
@@ -272,6 +276,7 @@ MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 op_cmd=("$OPERATOR" --leader-elect=false --controllers canary --canary-namespace "$NS"
     --metrics-listen "127.0.0.1:$MPORT")
 [[ -z $WORKERS ]] || op_cmd+=(--workers "$WORKERS")
+[[ -z $RESYNC ]] || op_cmd+=(--resync-period "$RESYNC")
 echo
 echo "== initialization: $N Canaries =="
 echo "operator: ${OPERATOR_ENV:+$OPERATOR_ENV }${op_cmd[*]}"
