@@ -21,7 +21,7 @@
 # hack/run.sh is read or written, and it refuses (skip) to run while hack/run.sh's
 # install is there. nutshell-system, the release name and the Mesh are the product's
 # own, shared with chart_test.sh and the operator tests: it waits (up to 5 min) until no
-# Mesh, webhook configuration, live Lease or release is left there, and cleans up
+# Mesh, webhook configuration, live Lease or release has been there for 10 s, and cleans up
 # everything it made, also after a failure.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -61,6 +61,7 @@ J_CANARY_DEADLINE=60
 J_INJ_PORT="$(free_port)"
 J_INJ_METRICS_PORT="$(free_port)"
 J_OP_METRICS_PORT="$(free_port)"
+# shellcheck source=../../hack/lib/journey.sh
 source "${ROOT}/hack/lib/journey.sh"
 
 CRDS=(meshes.nutshell.io canaries.nutshell.io)
@@ -147,12 +148,23 @@ busy_reason() {
   fi
   [ -z "$("${HELM}" list -n "${J_CP_NS}" -q -a 2>/dev/null)" ] || { echo "a Helm release in ${J_CP_NS}"; return; }
 }
+# Free for 10 s in a row: a suite finishing removes its release and Mesh a few seconds
+# before its namespace and CRDs, which an install in between would lose.
 deadline=$((SECONDS + 300))
 said=""
-while reason="$(busy_reason)" && [ -n "${reason}" ] && [ "${SECONDS}" -lt "${deadline}" ]; do
-  [ -n "${said}" ] || echo "waiting for the control plane: ${reason}"
-  said=1
-  sleep 2
+free_since=""
+while :; do
+  reason="$(busy_reason)"
+  if [ -n "${reason}" ]; then
+    free_since=""
+    [ -n "${said}" ] || echo "waiting for the control plane: ${reason}"
+    said=1
+  else
+    [ -n "${free_since}" ] || free_since=${SECONDS}
+    [ $((SECONDS - free_since)) -lt 10 ] || break
+  fi
+  [ "${SECONDS}" -lt "${deadline}" ] || break
+  sleep 1
 done
 if [ -n "${reason}" ]; then
   skip_all "the control plane stayed busy for 5 min (${reason}): not touching someone else's install"
