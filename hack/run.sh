@@ -66,7 +66,8 @@ case "${1:-}" in
 "") ;;
 uninstall)
   teardown
-  echo "Nutshell uninstalled; the CRDs stay (Helm never deletes crds/): kubectl delete -f charts/nutshell/crds/"
+  echo "Nutshell uninstalled. As after any helm uninstall, the CRDs stay (kubectl delete -f charts/nutshell/crds/)"
+  echo "and so does the namespace nutshell-system (kubectl delete namespace nutshell-system)."
   exit 0
   ;;
 down)

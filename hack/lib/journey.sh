@@ -179,6 +179,7 @@ journey_start_operator() {
     echo "already running (pid ${pid}, log ${J_LOGS}/operator.log)"
     return 0
   fi
+  [ -x "${J_OPERATOR}" ] || { j_err "no ${J_OPERATOR}: build nutshell-operator first"; return 1; }
   j_port_free "${J_OP_METRICS_PORT}" NUTSHELL_OPERATOR_METRICS_PORT || return 1
   mkdir -p "${J_LOGS}" "${J_INJ_DIR}"
   kubeconfig_for "${J_SA}" "${J_STATE}/operator.kubeconfig" "${J_CP_NS}" "${J_TOKEN_DURATION}" ||
@@ -214,6 +215,7 @@ journey_start_injector() {
     echo "already running (pid ${pid}; it reloads the files when the operator rewrites them)"
     return 0
   fi
+  [ -x "${J_INJECTOR}" ] || { j_err "no ${J_INJECTOR}: build nutshell-injector first"; return 1; }
   j_port_free "${J_INJ_PORT}" NUTSHELL_INJECTOR_PORT || return 1
   j_port_free "${J_INJ_METRICS_PORT}" NUTSHELL_INJECTOR_METRICS_PORT || return 1
   if ! j_wait 90 j_files_written; then

@@ -45,6 +45,22 @@ wait_for() {
   done
 }
 
+# claim_namespace NS: makes sure NS exists and is not being deleted, and prints "created"
+# when this call created it (so the caller knows to delete it at the end). A namespace an
+# earlier suite deleted with --wait=false is still Terminating for a while: creating
+# objects in it then fails, and it disappears under the caller a moment later.
+claim_namespace() {
+  local phase deadline=$((SECONDS + 120))
+  while phase="$(kubectl get namespace "$1" -o 'jsonpath={.status.phase}' 2>/dev/null)" &&
+    [ "${phase}" = Terminating ]; do
+    [ "${SECONDS}" -lt "${deadline}" ] || { echo "namespace $1 still Terminating after 120 s" >&2; return 1; }
+    sleep 0.5
+  done
+  [ -n "${phase}" ] && return 0
+  kubectl create namespace "$1" >/dev/null || return 1
+  echo created
+}
+
 # The closing line; its status is the verdict. For a script's last command.
 finish_tests() {
   echo "${PASSED} passed, ${FAILED} failed"

@@ -115,10 +115,7 @@ done
 kubectl apply -f "${ROOT}/manifests/crds/" >/dev/null
 kubectl wait --for condition=Established crd/meshes.nutshell.io --timeout=60s >/dev/null
 # A namespace being deleted cannot take new objects: wait for it to go first.
-wait_for 60 bash -c "[ \"\$(kubectl get namespace ${NS} -o 'jsonpath={.status.phase}' 2>/dev/null)\" != Terminating ]"
-if ! kubectl get namespace "${NS}" >/dev/null 2>&1; then
-  kubectl create namespace "${NS}" >/dev/null && NS_CREATED=1
-fi
+NS_CREATED="$(claim_namespace "${NS}")" || { fail "namespace ${NS}"; exit 1; }
 
 # --- flags
 out="$("${OPERATOR}" --help)"

@@ -53,10 +53,7 @@ for crd in "${CRDS[@]}"; do
 done
 kubectl apply -f "${ROOT}/manifests/crds/" >/dev/null
 kubectl wait --for=condition=Established crd/meshes.nutshell.io --timeout=30s >/dev/null
-if ! kubectl get namespace "${NS}" >/dev/null 2>&1; then
-  kubectl create namespace "${NS}" >/dev/null
-  NS_CREATED=1
-fi
+NS_CREATED="$(claim_namespace "${NS}")" || { fail "namespace ${NS}"; exit 1; }
 
 "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${PORT}" --log-level debug \
   >>"${WORK}/operator.log" 2>&1 &

@@ -152,10 +152,7 @@ for crd in "${CRDS[@]}"; do
 done
 kubectl apply -f "${ROOT}/manifests/crds/" >/dev/null
 kubectl wait --for condition=Established crd/meshes.nutshell.io --timeout=60s >/dev/null
-wait_for 60 bash -c "[ \"\$(kubectl get namespace ${NS} -o 'jsonpath={.status.phase}' 2>/dev/null)\" != Terminating ]"
-if ! kubectl get namespace "${NS}" >/dev/null 2>&1; then
-  kubectl create namespace "${NS}" >/dev/null && NS_CREATED=1
-fi
+NS_CREATED="$(claim_namespace "${NS}")" || { fail "namespace ${NS}"; exit 1; }
 kubectl create namespace "${APPNS}" >/dev/null && APPNS_CREATED=1
 kubectl label namespace "${APPNS}" nutshell.io/inject=enabled >/dev/null
 wait_for 30 kubectl -n "${APPNS}" get serviceaccount default
