@@ -1,5 +1,6 @@
 /* https.c - libmicrohttpd glue: whole-body requests, TLS 1.2+ with hot certificate reload. */
 #include "https.h"
+#include "strconv.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -404,26 +405,6 @@ static void *reloader_main(void *arg)
     return NULL;
 }
 
-static int make_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss, bool *v6)
-{
-    memset(ss, 0, sizeof(*ss));
-    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons(port);
-        *v6 = false;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons(port);
-        *v6 = true;
-        return 0;
-    }
-    return -EINVAL;
-}
-
 int ns_http_start(const ns_http_config *cfg, ns_http_server **out, ns_err *err)
 {
     if (!cfg->handler || !cfg->host)
@@ -453,7 +434,7 @@ int ns_http_start(const ns_http_config *cfg, ns_http_server **out, ns_err *err)
     int rc;
     struct sockaddr_storage ss;
     bool v6;
-    if (make_sockaddr(cfg->host, cfg->port, &ss, &v6) != 0) {
+    if (ns_parse_sockaddr(cfg->host, cfg->port, &ss, &v6) != 0) {
         rc = ns_errorf(err, -EINVAL, "not an IP address: %s", cfg->host);
         goto fail;
     }

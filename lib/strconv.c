@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 int ns_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
@@ -154,4 +155,24 @@ int ns_list_next(const char **cursor, char *item, size_t itemlen)
         item[n] = '\0';
         return (int)n;
     }
+}
+
+int ns_parse_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss, bool *v6)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        *v6 = false;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        *v6 = true;
+        return 0;
+    }
+    return -EINVAL;
 }

@@ -22,6 +22,11 @@ int ns_parse_port(const char *s, uint16_t *out);
  * Returns 0 or -EINVAL. */
 int ns_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
 
+/* An IP literal (v4 or v6, no brackets) and a port as a socket address; *v6 tells the
+ * family. Returns 0 or -EINVAL (not an IP literal). */
+struct sockaddr_storage;
+int ns_parse_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss, bool *v6);
+
 /* An IPv4 or IPv6 network in CIDR notation ("10.0.0.0/8", "fd00::/8"); a bare address
  * means a single host (/32 or /128). Host bits set below the prefix are an error, as
  * Kubernetes and iptables-restore would otherwise disagree about what was meant. */

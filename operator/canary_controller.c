@@ -6,6 +6,7 @@
 #include "canary_checks.h"
 #include "canary_machine.h"
 #include "canary_render.h"
+#include "canary_routes.h"
 #include "informer.h"
 #include "json.h"
 #include "log.h"
@@ -40,6 +41,8 @@ struct canary_controller {
     op_informer *services;
     op_informer *slices;
     op_controller *ctl;
+    void (*on_change)(void *ud);
+    void *on_change_ud;
 };
 
 #define EVENT(cc, obj, type, reason, ...)                                                          \
@@ -694,6 +697,82 @@ static void labelled_cb(op_controller *c, void *ud, const op_informer_event *ev)
     char key[OP_KEY_MAX];
     if (ns && name && snprintf(key, sizeof(key), "%s/%s", ns, name) < (int)sizeof(key))
         op_controller_enqueue(c, key);
+}
+
+/* ---- the proxies' route table ---- */
+
+/* Services looked up while one Canary's route is made: copies out of the cache (a
+ * cache's read lock is not held across informers), freed after each Canary. */
+typedef struct route_walk {
+    canary_controller *cc;
+    const char *domain;
+    cJSON *routes;
+    cJSON *svc[3];
+    size_t nsvc;
+    int rc;
+} route_walk;
+
+static const cJSON *route_service(void *ud, const char *ns, const char *name)
+{
+    route_walk *w = ud;
+    char key[OP_KEY_MAX];
+    cJSON *obj = NULL;
+    if (w->nsvc == sizeof(w->svc) / sizeof(w->svc[0]) ||
+        snprintf(key, sizeof(key), "%s/%s", ns, name) >= (int)sizeof(key) ||
+        op_informer_get(w->cc->services, key, &obj) != 0)
+        return NULL;
+    w->svc[w->nsvc++] = obj;
+    return obj;
+}
+
+static int route_canary(void *ud, const char *key, const cJSON *canary)
+{
+    (void)key;
+    route_walk *w = ud;
+    int rc = canary_route_append(w->routes, canary, w->domain, route_service, w);
+    for (size_t i = 0; i < w->nsvc; i++)
+        cJSON_Delete(w->svc[i]);
+    w->nsvc = 0;
+    if (rc < 0) {
+        w->rc = rc;
+        return 1; /* stop the walk */
+    }
+    return 0;
+}
+
+int canary_controller_routes(canary_controller *cc, const char *domain, char **table,
+                             uint64_t *version)
+{
+    if (!op_informer_has_synced(cc->canaries) || !op_informer_has_synced(cc->services))
+        return -EAGAIN;
+    route_walk w = {.cc = cc, .domain = domain, .routes = cJSON_CreateArray()};
+    if (!w.routes)
+        return -ENOMEM;
+    op_informer_foreach(cc->canaries, route_canary, &w);
+    if (w.rc) {
+        cJSON_Delete(w.routes);
+        return w.rc;
+    }
+    *table = canary_routes_render(w.routes, version);
+    cJSON_Delete(w.routes);
+    return *table ? 0 : -ENOMEM;
+}
+
+static void changed_cb(void *ud, const op_informer_event *ev)
+{
+    (void)ev;
+    canary_controller *cc = ud;
+    cc->on_change(cc->on_change_ud);
+}
+
+int canary_controller_on_change(canary_controller *cc, void (*fn)(void *ud), void *ud)
+{
+    cc->on_change = fn;
+    cc->on_change_ud = ud;
+    int rc = op_informer_add_handler(cc->canaries, changed_cb, cc);
+    if (!rc)
+        rc = op_informer_add_handler(cc->services, changed_cb, cc);
+    return rc;
 }
 
 /* ---- wiring ---- */

@@ -47,6 +47,17 @@ int canary_controller_new(const canary_controller_opts *opts, canary_controller 
 int canary_controller_start_informers(canary_controller *cc, ns_err *err);
 bool canary_controller_synced(canary_controller *cc);
 int canary_controller_start(canary_controller *cc, long sync_timeout_ms, ns_err *err);
+/* The proxies' route table (canary_routes.h) from the cached Canaries and their
+ * Services, on any replica, leader or not: the leader's status writes reach every
+ * replica's cache. 0 with a JSON text (caller frees) and its version; -EAGAIN until the
+ * caches have synced; -ENOMEM. */
+int canary_controller_routes(canary_controller *cc, const char *domain, char **table,
+                             uint64_t *version);
+
+/* Calls fn(ud) after every change of a Canary or of a Service of one, on informer
+ * threads (fn must be quick). Only before canary_controller_start_informers. */
+int canary_controller_on_change(canary_controller *cc, void (*fn)(void *ud), void *ud);
+
 void canary_controller_pause(canary_controller *cc);
 void canary_controller_resume(canary_controller *cc);
 void canary_controller_stop(canary_controller *cc);

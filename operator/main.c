@@ -9,6 +9,7 @@
 #include "log.h"
 #include "mesh_controller.h"
 #include "metrics.h"
+#include "route_server.h"
 #include "strconv.h"
 
 #include <getopt.h>
@@ -83,6 +84,11 @@ static void usage(FILE *f)
             "                             (default mesh,canary)\n"
             "  --canary-namespace NS      watch Canaries (and their Deployments) in NS only\n"
             "                             (default: every namespace)\n"
+            "  --routes-listen ADDR:PORT  serve the proxies' route tables (made from the\n"
+            "                             Canaries) on this address; off: do not\n"
+            "                             (default 0.0.0.0:15010; needs the canary controller)\n"
+            "  --cluster-domain DOMAIN    the cluster's DNS suffix, for the route tables' host\n"
+            "                             names (default cluster.local)\n"
             "  --resync-period SECONDS    reconcile every Mesh this often even without changes\n"
             "                             (default 600; 0: never)\n"
             "  --webhook-url URL          local mode: the webhook configuration calls this\n"
@@ -191,6 +197,22 @@ static int wait_signal(const sigset_t *sigs, long tick_ms)
     return sig == SIGTERM || sig == SIGINT ? sig : 0;
 }
 
+typedef struct routes_source {
+    canary_controller *cc;
+    const char *domain;
+} routes_source;
+
+static int build_routes(void *ud, char **table, uint64_t *version)
+{
+    routes_source *src = ud;
+    return canary_controller_routes(src->cc, src->domain, table, version);
+}
+
+static void routes_changed(void *ud)
+{
+    route_server_invalidate(ud);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -206,12 +228,15 @@ int main(int argc, char **argv)
         {"local-injector-dir", required_argument, NULL, 'D'},
         {"controllers", required_argument, NULL, 'C'},
         {"canary-namespace", required_argument, NULL, 'N'},
+        {"routes-listen", required_argument, NULL, 'R'},
+        {"cluster-domain", required_argument, NULL, 'd'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *kubeconfig = NULL, *ns = "nutshell-system", *mlisten = "0.0.0.0:9090";
     const char *webhook_url = NULL, *local_dir = NULL, *canary_ns = NULL;
+    const char *rlisten = "0.0.0.0:15010", *domain = "cluster.local";
     bool run_mesh = true, run_canary = true;
     bool leader_elect = false, leader_set = false;
     uint32_t workers = 2, resync_s = 600;
@@ -292,6 +317,17 @@ int main(int argc, char **argv)
             }
             canary_ns = optarg;
             break;
+        case 'R':
+            rlisten = optarg;
+            break;
+        case 'd':
+            if (!*optarg || strchr(optarg, '/') || optarg[strlen(optarg) - 1] == '.') {
+                fprintf(stderr, "nutshell-operator: --cluster-domain wants a DNS suffix such as "
+                                "cluster.local\n");
+                return EXIT_USAGE;
+            }
+            domain = optarg;
+            break;
         case 'V':
             printf("nutshell-operator %s\n", NUTSHELL_VERSION);
             return EXIT_OK;
@@ -303,13 +339,17 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    char mhost[64];
-    uint16_t mport;
-    if (optind != argc || !*ns || ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0) {
+    char mhost[64], rhost[64];
+    uint16_t mport, rport = 0;
+    bool routes_on = run_canary && strcmp(rlisten, "off") != 0;
+    if (optind != argc || !*ns || ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0 ||
+        (routes_on && ns_parse_listen(rlisten, rhost, sizeof(rhost), &rport) != 0)) {
         fprintf(stderr, "nutshell-operator: %s\n",
                 optind != argc ? "unexpected arguments"
                 : !*ns         ? "--namespace must not be empty"
-                               : "--metrics-listen wants ADDR:PORT");
+                : ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0
+                    ? "--metrics-listen wants ADDR:PORT"
+                    : "--routes-listen wants ADDR:PORT or off");
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -336,6 +376,8 @@ int main(int argc, char **argv)
     op_recorder *rec = NULL;
     op_leader *el = NULL;
     ns_http_server *http = NULL;
+    route_server *routes = NULL;
+    static routes_source routes_ctx;
     app a = {0};
     atomic_init(&a.ready, false);
     atomic_init(&a.stopping, false);
@@ -394,6 +436,22 @@ int main(int argc, char **argv)
     if (run_canary && canary_controller_new(&co, &a.canary, &err) != 0) {
         ns_log(NS_LOG_ERROR, "cannot make the Canary controller", "reason", err.msg, NULL);
         goto out;
+    }
+
+    if (routes_on) {
+        routes_ctx.cc = a.canary;
+        routes_ctx.domain = domain;
+        route_server_opts rso = {.host = rhost,
+                                 .port = rport,
+                                 .build = build_routes,
+                                 .ud = &routes_ctx,
+                                 .metrics = &metrics};
+        if (route_server_start(&rso, &routes, &err) != 0 ||
+            canary_controller_on_change(a.canary, routes_changed, routes) != 0) {
+            ns_log(NS_LOG_ERROR, "cannot serve route tables", "listen", rlisten, "reason", err.msg,
+                   NULL);
+            goto out;
+        }
     }
 
     ns_http_config hc = {.host = mhost, .port = mport, .handler = health_cb, .ctx = &a};
@@ -483,6 +541,7 @@ stop:
     if (el)
         op_leader_stop(el);
 out:
+    route_server_stop(routes);
     ns_http_stop(http);
     op_leader_free(el);
     mesh_controller_free(a.mesh);

@@ -26,6 +26,7 @@ void px_config_defaults(px_config *c)
     c->drain_timeout_ms = 5000;
     c->splice = true;
     c->trace = true;
+    c->discovery_wait_s = PX_DISC_WAIT_DEFAULT;
     memcpy(c->inbound_source, "127.0.0.6", sizeof("127.0.0.6"));
     c->log_level = NS_LOG_INFO;
     c->log_format = NS_LOG_TEXT;
@@ -90,6 +91,8 @@ enum {
     F_DURATION,
     F_BOOL,
     F_PATH,
+    F_SECONDS, /* a duration in whole seconds from min to max, kept as unsigned seconds */
+    F_DISCOVERY,
     F_LOG_LEVEL,
     F_LOG_FORMAT,
 };
@@ -98,7 +101,7 @@ typedef struct flag {
     const char *name;
     int kind;
     size_t offset;
-    uint32_t min, max; /* F_UINT */
+    uint32_t min, max; /* F_UINT, F_SECONDS */
 } flag;
 
 #define OFF(field) offsetof(px_config, field)
@@ -121,6 +124,8 @@ static const flag flags[] = {
     {"splice", F_BOOL, OFF(splice), 0, 0},
     {"trace", F_BOOL, OFF(trace), 0, 0},
     {"routes-file", F_PATH, OFF(routes_file), 0, 0},
+    {"discovery-address", F_DISCOVERY, OFF(discovery_address), 0, 0},
+    {"discovery-wait", F_SECONDS, OFF(discovery_wait_s), PX_DISC_WAIT_MIN, PX_DISC_WAIT_MAX},
     {"log-level", F_LOG_LEVEL, OFF(log_level), 0, 0},
     {"log-format", F_LOG_FORMAT, OFF(log_format), 0, 0},
 };
@@ -171,6 +176,24 @@ static int set_flag(px_config *c, const flag *f, const char *v, ns_err *err)
         if (copy_str(base, PATH_MAX, v) != 0)
             return ns_errorf(err, -EINVAL, "--%s: path too long", f->name);
         return 0;
+    case F_SECONDS: {
+        int64_t ms;
+        if (px_parse_duration_ms(v, &ms) != 0 || ms % 1000 != 0 || ms / 1000 < f->min ||
+            ms / 1000 > f->max)
+            return ns_errorf(err, -EINVAL,
+                             "--%s: \"%s\" is not a whole number of seconds from %us to %us",
+                             f->name, v, f->min, f->max);
+        *(unsigned *)(void *)base = (unsigned)(ms / 1000);
+        return 0;
+    }
+    case F_DISCOVERY: {
+        px_disc_addr a;
+        ns_err aerr = {0};
+        if (*v && px_disc_parse_address(v, &a, &aerr) != 0)
+            return ns_errorf(err, -EINVAL, "--%s: \"%.300s\": %s", f->name, v, aerr.msg);
+        memcpy(base, v, strlen(v) + 1); /* fits: the parser refuses longer */
+        return 0;
+    }
     case F_LOG_LEVEL:
         if (ns_log_level_parse(v, (ns_log_level *)(void *)base) != 0)
             return ns_errorf(err, -EINVAL, "--%s: \"%s\" is not one of debug, info, warn, error",
@@ -207,6 +230,15 @@ int px_config_parse(px_config *c, int argc, char **argv, const char *(*getenv_fn
         if (lf && *lf && ns_log_format_parse(lf, &c->log_format) != 0)
             return ns_errorf(err, -EINVAL, "NUTSHELL_LOG_FORMAT: \"%.80s\" is not text or json",
                              lf);
+        const char *da = getenv_fn("NUTSHELL_DISCOVERY_ADDRESS");
+        if (da && *da) {
+            px_disc_addr a;
+            ns_err aerr = {0};
+            if (px_disc_parse_address(da, &a, &aerr) != 0)
+                return ns_errorf(err, -EINVAL, "NUTSHELL_DISCOVERY_ADDRESS: \"%.300s\": %s", da,
+                                 aerr.msg);
+            memcpy(c->discovery_address, da, strlen(da) + 1);
+        }
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -237,6 +269,13 @@ int px_config_parse(px_config *c, int argc, char **argv, const char *(*getenv_fn
             err, -EINVAL,
             "--outbound-port, --inbound-port and --admin-port must differ (%u, %u, %u)",
             c->outbound_port, c->inbound_port, c->admin_port);
+    /* Two sources of tables would overwrite each other's; a pod that gets
+     * NUTSHELL_DISCOVERY_ADDRESS from the injector can still use a file with
+     * --discovery-address= (empty). */
+    if (c->routes_file[0] && c->discovery_address[0])
+        return ns_errorf(err, -EINVAL,
+                         "--routes-file and --discovery-address (or NUTSHELL_DISCOVERY_ADDRESS) "
+                         "cannot be used together");
     if (c->connect_timeout_ms <= 0 || c->header_timeout_ms <= 0 || c->idle_timeout_ms <= 0 ||
         c->http_idle_timeout_ms <= 0)
         return ns_errorf(err, -EINVAL, "connect, header and idle timeouts must be above zero");
@@ -269,9 +308,13 @@ const char *px_config_usage(void)
            "  --splice=on|off            opaque TCP through splice(2) [on]\n"
            "  --trace=on|off             traceparent/B3 span per request [on]\n"
            "  --routes-file=FILE         static route table (JSON), re-read on SIGHUP\n"
+           "  --discovery-address=HOST:PORT\n"
+           "                             the operator's route discovery server; empty = none\n"
+           "  --discovery-wait=D         long-poll wait asked of it, 1s..300s [30s]\n"
            "  --log-level=LEVEL          debug, info, warn, error [info]\n"
            "  --log-format=FORMAT        text or json [text]\n"
-           "environment: POD_NAMESPACE, NUTSHELL_LOG_LEVEL, NUTSHELL_LOG_FORMAT\n"
+           "environment: POD_NAMESPACE, NUTSHELL_LOG_LEVEL, NUTSHELL_LOG_FORMAT,\n"
+           "  NUTSHELL_DISCOVERY_ADDRESS (flags win)\n"
            "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads --routes-file\n"
            "exit codes: 0 drained, 1 runtime failure, 2 bad usage\n";
 }

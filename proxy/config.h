@@ -7,6 +7,7 @@
 #ifndef PX_CONFIG_H
 #define PX_CONFIG_H
 
+#include "discovery.h"
 #include "err.h"
 #include "log.h"
 
@@ -32,8 +33,12 @@ typedef struct px_config {
     bool splice;                  /* relay opaque TCP with splice(2) through a pipe */
     bool trace;                   /* add a span to traceparent/B3 of forwarded requests */
     char routes_file[PATH_MAX];   /* "" = no static route table */
-    char inbound_source[64];      /* source address of connections to the app: 127.0.0.6 */
-    char pod_namespace[64];       /* $POD_NAMESPACE: resolves short Host names in routes */
+    /* The operator's route discovery server, HOST:PORT ("" = none; exclusive with
+     * routes_file), and the long-poll wait asked of it. */
+    char discovery_address[PX_DISC_ADDR_MAX];
+    unsigned discovery_wait_s;
+    char inbound_source[64]; /* source address of connections to the app: 127.0.0.6 */
+    char pod_namespace[64];  /* $POD_NAMESPACE: resolves short Host names in routes */
     ns_log_level log_level;
     ns_log_format log_format;
 } px_config;
@@ -45,9 +50,10 @@ void px_config_defaults(px_config *c);
 int px_parse_duration_ms(const char *s, int64_t *out);
 
 /* Reads `argv` (argv[0] is the program) and the environment (`getenv_fn`, NULL for
- * none; POD_NAMESPACE, NUTSHELL_LOG_LEVEL, NUTSHELL_LOG_FORMAT) over the defaults.
- * Returns 0, 1 if --help was asked (usage printed by the caller), or -EINVAL with a
- * message naming the flag and the value. */
+ * none; POD_NAMESPACE, NUTSHELL_LOG_LEVEL, NUTSHELL_LOG_FORMAT,
+ * NUTSHELL_DISCOVERY_ADDRESS: an empty variable counts as unset, a flag overrides its
+ * variable) over the defaults. Returns 0, 1 if --help was asked (usage printed by the
+ * caller), or -EINVAL with a message naming the flag (or variable) and the value. */
 int px_config_parse(px_config *c, int argc, char **argv, const char *(*getenv_fn)(const char *),
                     ns_err *err);
 

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "log.h"
 #include "net.h"
+#include "discovery_client.h"
 #include "routing.h"
 #include "stats.h"
 #include "strconv.h"
@@ -106,6 +107,32 @@ static void start_drain(void *arg)
     px_workers_drain(m->px);
 }
 
+/* Hands `t` to the workers and records it; `key`/`from` name the source in the log. On
+ * the main thread for a file, on the discovery thread for the operator's tables (never
+ * both: the flags are exclusive). */
+static int use_table(px_proxy *px, const px_routes *t, const char *key, const char *from)
+{
+    int rc = px_workers_set_routes(px, t);
+    if (rc) {
+        px_stat_add(&px_st.routes_errors, 1);
+        ns_log(NS_LOG_ERROR, "route table refused: out of memory", key, from, NULL);
+        return rc;
+    }
+    char v[24], n[24];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)t->version);
+    snprintf(n, sizeof(n), "%zu", t->nroutes);
+    ns_gauge_set(&px_st.routes_version, (int64_t)t->version);
+    px_stat_add(&px_st.routes_reloads, 1);
+    ns_log(NS_LOG_INFO, "route table loaded", key, from, "version", v, "routes", n, NULL);
+    return 0;
+}
+
+static int discovery_apply(void *ctx, const px_routes *t)
+{
+    px_proxy *px = ctx;
+    return use_table(px, t, "server", px->cfg.discovery_address);
+}
+
 static void load_routes(px_proxy *px)
 {
     const char *path = px->cfg.routes_file;
@@ -118,18 +145,7 @@ static void load_routes(px_proxy *px)
                err.msg, NULL);
         return;
     }
-    rc = px_workers_set_routes(px, t);
-    if (rc) {
-        px_stat_add(&px_st.routes_errors, 1);
-        ns_log(NS_LOG_ERROR, "route table refused: out of memory", "file", path, NULL);
-    } else {
-        char v[24], n[24];
-        snprintf(v, sizeof(v), "%llu", (unsigned long long)t->version);
-        snprintf(n, sizeof(n), "%zu", t->nroutes);
-        ns_gauge_set(&px_st.routes_version, (int64_t)t->version);
-        px_stat_add(&px_st.routes_reloads, 1);
-        ns_log(NS_LOG_INFO, "route table loaded", "file", path, "version", v, "routes", n, NULL);
-    }
+    use_table(px, t, "file", path);
     px_routes_free(t);
 }
 
@@ -190,6 +206,8 @@ static int serve(int argc, char **argv)
     }
 
     px_stats_init();
+    if (px.cfg.discovery_address[0])
+        px_stats_discovery_init();
     px.nworkers = px.cfg.concurrency ? px.cfg.concurrency : usable_cpus();
     px.started_ms = px_now_ms();
     atomic_init(&px.nconns, 0);
@@ -225,9 +243,20 @@ static int serve(int argc, char **argv)
     if (px.cfg.routes_file[0])
         load_routes(&px);
     px_admin *admin = NULL;
+    px_discovery *disc = NULL;
     rc = px_admin_start(&px, &m.loop, start_drain, &m, &admin, &err);
     if (rc == 0)
         rc = px_workers_start(&px, &err);
+    if (rc == 0 && px.cfg.discovery_address[0]) {
+        const px_discovery_opts dopts = {
+            .address = px.cfg.discovery_address,
+            .wait_s = px.cfg.discovery_wait_s,
+            .connect_timeout_ms = px.cfg.connect_timeout_ms,
+            .apply = discovery_apply,
+            .ctx = &px,
+        };
+        rc = px_discovery_start(&dopts, &disc, &err);
+    }
     if (rc) {
         ns_log(NS_LOG_ERROR, "cannot start", "error", err.msg, NULL);
         px_workers_drain(&px);
@@ -240,8 +269,11 @@ static int serve(int argc, char **argv)
     snprintf(nw, sizeof(nw), "%u", px.nworkers);
     snprintf(ports, sizeof(ports), "%u,%u,%u", px.cfg.outbound_port, px.cfg.inbound_port,
              px.cfg.admin_port);
+    const char *routes = px.cfg.discovery_address[0] ? px.cfg.discovery_address
+                         : px.cfg.routes_file[0]     ? px.cfg.routes_file
+                                                     : "none";
     ns_log(NS_LOG_INFO, "nutshell-proxy ready", "version", NUTSHELL_VERSION, "workers", nw, "ports",
-           ports, "splice", px.cfg.splice ? "on" : "off", NULL);
+           ports, "splice", px.cfg.splice ? "on" : "off", "routes", routes, NULL);
 
     int status = 0;
     for (;;) {
@@ -259,6 +291,8 @@ static int serve(int argc, char **argv)
             _exit(status);
         }
     }
+    /* The discovery thread hands tables to the workers: it goes first. */
+    px_discovery_stop(disc);
     px_workers_destroy(&px);
     px_admin_stop(admin);
     close(m.sig.fd);

@@ -1,9 +1,10 @@
 /* routes.h - the route table: which backends serve a service host, and with what weight
  * (pure: JSON in, table out; selection state kept in the table, no clock, no I/O).
  *
- * The operator serves the table on port 15010 (long-poll with a version number); the
- * proxy parses each new body into a new table and swaps it in only if it parsed: a bad
- * body returns an error and leaves the table in use untouched. The JSON form:
+ * The operator serves the table on port 15010 (long-poll with a version number,
+ * discovery.h); the proxy parses each new body into a new table and swaps it in only if
+ * it parsed: a bad body returns an error and leaves the table in use untouched. The JSON
+ * form:
  *
  *   {"version": 7,
  *    "routes": [
@@ -15,7 +16,10 @@
  *          "address": "10.96.0.13", "weight": 95},
  *         {"host": "reviews-canary.default.svc.cluster.local", "weight": 5}]}]}
  *
- *   version   integer 0 .. 2^53; the proxy asks for versions newer than the one it has.
+ *   version   integer 0 .. 2^53, opaque: chosen by the server (a hash of the content, so
+ *             replicas agree and a restart does not go backwards). The proxy only
+ *             compares versions for equality: it asks for a table whose version differs
+ *             from the one it has, and skips the swap when a table's equals it.
  *   host      a DNS name (lower-cased when parsed; a trailing dot is dropped). Names of
  *             the form <svc>.<ns>.svc.<domain> also match the short forms a client may
  *             put in Host: <svc> (from a pod in <ns>), <svc>.<ns>, <svc>.<ns>.svc.

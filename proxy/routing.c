@@ -1,11 +1,10 @@
-/* routing.c - route table files and backend addresses. */
+/* routing.c - route tables from a file, resolving backend names; backend addresses. */
 #include "routing.h"
 
 #include "files.h"
 #include "log.h"
 #include "net.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +54,19 @@ static void resolve(px_backend *b)
     freeaddrinfo(res);
 }
 
+int px_routes_resolve(px_routes *t, const atomic_bool *stop)
+{
+    for (size_t i = 0; i < t->nroutes; i++) {
+        for (size_t j = 0; j < t->routes[i].nbackends; j++) {
+            if (stop && atomic_load(stop))
+                return -ECANCELED;
+            if (t->routes[i].backends[j].addr.family == 0)
+                resolve(&t->routes[i].backends[j]);
+        }
+    }
+    return 0;
+}
+
 int px_routes_load(const char *path, px_routes **out, ns_err *err)
 {
     *out = NULL;
@@ -69,10 +81,7 @@ int px_routes_load(const char *path, px_routes **out, ns_err *err)
     free(text);
     if (rc)
         return ns_errorf(err, rc, "%s: %s", path, perr.msg);
-    for (size_t i = 0; i < t->nroutes; i++)
-        for (size_t j = 0; j < t->routes[i].nbackends; j++)
-            if (t->routes[i].backends[j].addr.family == 0)
-                resolve(&t->routes[i].backends[j]);
+    px_routes_resolve(t, NULL);
     *out = t;
     return 0;
 }

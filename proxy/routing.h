@@ -1,5 +1,6 @@
-/* routing.h - the route table as the proxy uses it: loading a file (parse, then resolve
- * backend names once, off the data path), and turning a picked backend into an address.
+/* routing.h - the route table as the proxy gets and uses it: from a file (parse, then
+ * resolve backend names once, off the data path; the operator's discovery server is
+ * discovery_client.h), and turning a picked backend into an address.
  */
 #ifndef PX_ROUTING_H
 #define PX_ROUTING_H
@@ -7,13 +8,20 @@
 #include "err.h"
 #include "routes.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
-/* Reads and parses the JSON table at `path`, then resolves the backends that have no
- * "address" (getaddrinfo: blocking, so only the main thread calls this). A backend that
- * does not resolve stays without an address and is never picked. Returns 0 and a new
- * table in *out, or -errno with a message (and *out NULL): the caller keeps its table. */
+/* Resolves the backends of `t` that have no "address" (getaddrinfo: blocking, so never
+ * on a worker thread). A backend that does not resolve stays without an address and is
+ * never picked (logged). Checks `*stop` (NULL: never stop) before each name and returns
+ * -ECANCELED once it is set; else 0. */
+int px_routes_resolve(px_routes *t, const atomic_bool *stop);
+
+/* Reads and parses the JSON table at `path`, then resolves it (px_routes_resolve; the
+ * main thread calls this). Returns 0 and a new table in *out, or -errno with a message
+ * (and *out NULL): the caller keeps its table. */
 int px_routes_load(const char *path, px_routes **out, ns_err *err);
 
 /* Picks a backend of `r` (weighted, skipping unresolved ones) for a request or

@@ -99,6 +99,25 @@ void px_stats_init(void)
     ns_gauge_set(&px_st.build, 1);
 }
 
+void px_stats_discovery_init(void)
+{
+    def(&px_st.discovery_connected, "nutshell_proxy_discovery_connected",
+        "1 when the last request to the route discovery server got a table or 304; 0 after a "
+        "failure or a 503.",
+        NULL, NS_METRIC_GAUGE);
+    def(&px_st.discovery_last_success, "nutshell_proxy_discovery_last_success_timestamp_seconds",
+        "Unix time of the last request to the route discovery server that got a table or 304; "
+        "0 if none yet.",
+        NULL, NS_METRIC_GAUGE);
+    def(&px_st.discovery_errors, "nutshell_proxy_discovery_errors_total",
+        "Requests to the route discovery server that failed (connect, timeout, bad answer, "
+        "refused table); the table in use stays.",
+        NULL, NS_METRIC_COUNTER);
+    def(&px_st.discovery_not_ready, "nutshell_proxy_discovery_not_ready_total",
+        "503 answers from the route discovery server (not ready yet, or not the leader).", NULL,
+        NS_METRIC_COUNTER);
+}
+
 static uint32_t hash_key(px_dir dir, int code, const char *dest)
 {
     uint32_t h = 2166136261u ^ (uint32_t)dir;

@@ -44,7 +44,12 @@ typedef struct px_stats {
     ns_metric routes_version; /* version of the route table in use, -1 if none */
     ns_metric routes_reloads; /* tables loaded */
     ns_metric routes_errors;  /* tables refused (kept the previous one) */
-    ns_metric draining;       /* 1 once draining */
+    /* Route discovery (registered only with --discovery-address). */
+    ns_metric discovery_connected;    /* 1 while the last request got a usable answer */
+    ns_metric discovery_last_success; /* Unix time of the last usable answer, 0 if none */
+    ns_metric discovery_errors;       /* failed requests (kept the table in use) */
+    ns_metric discovery_not_ready;    /* 503 answers */
+    ns_metric draining;               /* 1 once draining */
     ns_metric build;
 } px_stats;
 
@@ -53,6 +58,10 @@ extern ns_metrics px_registry;
 
 /* Registers every fixed series. Call once before any thread starts. */
 void px_stats_init(void);
+
+/* Registers the route discovery series (after px_stats_init, before the discovery
+ * thread starts), so that a proxy without discovery does not show them. */
+void px_stats_discovery_init(void);
 
 static inline void px_stat_add(ns_metric *m, int64_t n)
 {

@@ -25,6 +25,8 @@ int main(void)
         {"canary_render", canary_render_tests},
         {"canary_machine", canary_machine_tests},
         {"canary_checks", canary_checks_tests},
+        {"canary_routes", canary_routes_tests},
+        {"route_server", route_server_tests},
         {NULL, NULL},
     };
     return ns_test_main(suites);

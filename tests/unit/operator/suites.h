@@ -39,5 +39,7 @@ extern const ns_test canary_tests[];
 extern const ns_test canary_render_tests[];
 extern const ns_test canary_machine_tests[];
 extern const ns_test canary_checks_tests[];
+extern const ns_test canary_routes_tests[];
+extern const ns_test route_server_tests[];
 
 #endif

@@ -11,5 +11,8 @@ extern const ns_test routes_tests[];
 extern const ns_test budget_tests[];
 extern const ns_test outlier_tests[];
 extern const ns_test trace_tests[];
+extern const ns_test discovery_tests[];
+extern const ns_test config_tests[];
+extern const ns_test h1edit_tests[];
 
 #endif
