@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* Exit codes (also in --help). */
@@ -369,6 +370,14 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Every sidecar of the mesh holds a long-poll open on the discovery port: use every
+     * descriptor the container allows, not the default soft limit of 1024. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
     int exit_code = EXIT_START;
     ns_err err = {0};
     ns_kube_config cfg = {0};
@@ -452,6 +461,9 @@ int main(int argc, char **argv)
                    NULL);
             goto out;
         }
+        char rport_s[16];
+        snprintf(rport_s, sizeof(rport_s), "%u", route_server_port(routes));
+        ns_log(NS_LOG_INFO, "serving route tables", "address", rhost, "port", rport_s, NULL);
     }
 
     ns_http_config hc = {.host = mhost, .port = mport, .handler = health_cb, .ctx = &a};

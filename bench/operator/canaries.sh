@@ -274,7 +274,7 @@ echo "all $N Deployments available $((SECONDS - t0)) s after the create (load $(
 # ---- The operator -----------------------------------------------------------------------
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 op_cmd=("$OPERATOR" --leader-elect=false --controllers canary --canary-namespace "$NS"
-    --metrics-listen "127.0.0.1:$MPORT")
+    --metrics-listen "127.0.0.1:$MPORT" --routes-listen 127.0.0.1:0)
 [[ -z $WORKERS ]] || op_cmd+=(--workers "$WORKERS")
 [[ -z $RESYNC ]] || op_cmd+=(--resync-period "$RESYNC")
 echo

@@ -153,7 +153,7 @@ fi
 
 # ---- The operator -----------------------------------------------------------------------
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-op_cmd=("$OPERATOR" --leader-elect=false --metrics-listen "127.0.0.1:$MPORT"
+op_cmd=("$OPERATOR" --leader-elect=false --metrics-listen "127.0.0.1:$MPORT" --routes-listen 127.0.0.1:0
     --resync-period "$RESYNC")
 echo "operator: ${op_cmd[*]}"
 # Started directly so that $! is the operator itself, whose /proc/PID/status is read.

@@ -38,6 +38,9 @@ JOURNEY_RUN_STATE="${NUTSHELL_STATE}/run"
 : "${J_INJ_PORT:=${NUTSHELL_INJECTOR_PORT:-19443}}"
 : "${J_INJ_METRICS_PORT:=${NUTSHELL_INJECTOR_METRICS_PORT:-19090}}"
 : "${J_OP_METRICS_PORT:=${NUTSHELL_OPERATOR_METRICS_PORT:-19091}}"
+# The proxies' route tables (docs/operator.md); nothing on this cluster long-polls them
+# (kwok's pods run no proxy), but `curl 127.0.0.1:19010/v1/routes` shows what they would get.
+: "${J_OP_ROUTES_PORT:=${NUTSHELL_OPERATOR_ROUTES_PORT:-19010}}"
 # Empty: the Canary controller watches every namespace, as the chart's operator does.
 : "${J_CANARY_NS:=}"
 # The operator's Lease holder (POD_NAME in a cluster).
@@ -181,11 +184,12 @@ journey_start_operator() {
   fi
   [ -x "${J_OPERATOR}" ] || { j_err "no ${J_OPERATOR}: build nutshell-operator first"; return 1; }
   j_port_free "${J_OP_METRICS_PORT}" NUTSHELL_OPERATOR_METRICS_PORT || return 1
+  j_port_free "${J_OP_ROUTES_PORT}" NUTSHELL_OPERATOR_ROUTES_PORT || return 1
   mkdir -p "${J_LOGS}" "${J_INJ_DIR}"
   kubeconfig_for "${J_SA}" "${J_STATE}/operator.kubeconfig" "${J_CP_NS}" "${J_TOKEN_DURATION}" ||
     { j_err "no token for the ServiceAccount ${J_SA} in ${J_CP_NS} (is the chart installed?)"; return 1; }
   args=(--kubeconfig "${J_STATE}/operator.kubeconfig" --namespace "${J_CP_NS}" --leader-elect=true
-    --metrics-listen "127.0.0.1:${J_OP_METRICS_PORT}"
+    --metrics-listen "127.0.0.1:${J_OP_METRICS_PORT}" --routes-listen "127.0.0.1:${J_OP_ROUTES_PORT}"
     --webhook-url "https://127.0.0.1:${J_INJ_PORT}/inject" --local-injector-dir "${J_INJ_DIR}")
   [ -z "${J_CANARY_NS}" ] || args+=(--canary-namespace "${J_CANARY_NS}")
   # Its own session: it outlives the script and a Ctrl-C typed into it.

@@ -35,7 +35,7 @@ HOOK_PID=""
 
 start_operator() {
   "${OPERATOR}" --leader-elect=false --controllers canary --canary-namespace "${NS}" \
-    --metrics-listen "127.0.0.1:${MPORT}" --log-level debug >>"${WORK}/operator.log" 2>&1 &
+    --metrics-listen "127.0.0.1:${MPORT}" --routes-listen 127.0.0.1:0 --log-level debug >>"${WORK}/operator.log" 2>&1 &
   OP_PID=$!
   wait_for 30 curl -fsS "http://127.0.0.1:${MPORT}/readyz"
 }

@@ -148,7 +148,8 @@ if mode == "default":
     want = sorted(["ServiceAccount/nutshell-operator", "ClusterRole/nutshell-operator",
                    "ClusterRoleBinding/nutshell-operator", "Role/nutshell-operator",
                    "RoleBinding/nutshell-operator", "Deployment/nutshell-operator",
-                   "Service/nutshell-operator-metrics", "Mesh/default"])
+                   "Service/nutshell-operator", "Service/nutshell-operator-metrics",
+                   "Mesh/default"])
     check(kinds == want, "default render: exactly the expected objects", "%s" % kinds)
 
     # Labels on every object, and on the pod template.
@@ -196,10 +197,17 @@ if mode == "default":
           "operator image defaults to the appVersion tag", c["image"])
     args = c.get("args", [])
     for a in ("--namespace=nutshell-system", "--leader-elect=true", "--metrics-listen=0.0.0.0:9090",
-              "--log-level=info", "--log-format=json"):
+              "--routes-listen=0.0.0.0:15010", "--log-level=info", "--log-format=json"):
         check(a in args, "operator arg " + a, args)
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-    check(ports == {"metrics": 9090}, "container port metrics 9090", ports)
+    check(ports == {"metrics": 9090, "discovery": 15010},
+          "container ports: metrics 9090, route discovery 15010", ports)
+    # The injector points every sidecar at nutshell-operator.<ns>.svc:15010 (the Mesh
+    # renders that name): the Service must have it, whatever the release is called.
+    disc = [d for d in main_docs() if d["kind"] == "Service" and d["metadata"]["name"] == "nutshell-operator"]
+    check(len(disc) == 1 and [(p["port"], p["targetPort"]) for p in disc[0]["spec"]["ports"]] == [(15010, "discovery")]
+          and disc[0]["spec"]["selector"] == sel,
+          "Service nutshell-operator: port 15010 to the operator pods' discovery port", disc)
     lp, rp = c.get("livenessProbe", {}).get("httpGet", {}), c.get("readinessProbe", {}).get("httpGet", {})
     check(lp == {"path": "/healthz", "port": "metrics"} and rp == {"path": "/readyz", "port": "metrics"},
           "probes: liveness /healthz, readiness /readyz on 9090", (lp, rp))
@@ -409,7 +417,7 @@ check "another release and namespace: names and --namespace follow" \
   "mesh-nutshell-operator other --namespace=other other"
 
 render --set operator.metrics.service.enabled=false >"${f}"
-check "metrics Service optional" "$(q "${f}" 'names("Service")')" ""
+check "metrics Service optional (the discovery Service stays)" "$(q "${f}" 'names("Service")')" "nutshell-operator"
 
 render --set 'imagePullSecrets[0].name=regcred' --set operator.nodeSelector.disk=ssd \
   --set 'operator.tolerations[0].key=dedicated' --set 'operator.tolerations[0].operator=Exists' \
@@ -582,7 +590,7 @@ URL="https://127.0.0.1:${IPORT}/inject"
 DIR="${WORK}/injector"
 # Leader election on, as in the cluster, so that the Lease rules are exercised too.
 POD_NAME="chart-test-$$" KUBECONFIG="" "${OPERATOR}" --kubeconfig "${SAKC}" --namespace "${NS}" \
-  --leader-elect=true --metrics-listen "127.0.0.1:${OMPORT}" --log-level debug --resync-period 5 \
+  --leader-elect=true --metrics-listen "127.0.0.1:${OMPORT}" --routes-listen 127.0.0.1:0 --log-level debug --resync-period 5 \
   --webhook-url "${URL}" --local-injector-dir "${DIR}" >>"${WORK}/operator.log" 2>&1 &
 OP_PID=$!
 # The first refusal the operator logged, if any (for the messages of early failures).

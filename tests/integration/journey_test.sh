@@ -61,6 +61,7 @@ J_CANARY_DEADLINE=60
 J_INJ_PORT="$(free_port)"
 J_INJ_METRICS_PORT="$(free_port)"
 J_OP_METRICS_PORT="$(free_port)"
+J_OP_ROUTES_PORT="$(free_port)"
 # shellcheck source=../../hack/lib/journey.sh
 source "${ROOT}/hack/lib/journey.sh"
 

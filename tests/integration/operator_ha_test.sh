@@ -48,7 +48,7 @@ RC=""
 # launch_replica NAME: an operator with leader election, identity POD_NAME=IDENT[NAME].
 launch_replica() {
   POD_NAME="${IDENT[$1]}" "${OPERATOR}" --leader-elect=true \
-    --metrics-listen "127.0.0.1:${PORT[$1]}" --resync-period 2 --log-level debug \
+    --metrics-listen "127.0.0.1:${PORT[$1]}" --routes-listen 127.0.0.1:0 --resync-period 2 --log-level debug \
     >>"${WORK}/operator-${1}.log" 2>&1 &
   PID[$1]=$!
 }
@@ -83,7 +83,7 @@ cleanup() {
   if kubectl get mesh.nutshell.io "${MESH}" >/dev/null 2>&1; then
     local mport
     mport="$(free_port)"
-    "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${mport}" \
+    "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${mport}" --routes-listen 127.0.0.1:0 \
       >>"${WORK}/operator-cleanup.log" 2>&1 &
     CLEAN_PID=$!
     wait_for 30 curl -fsS "http://127.0.0.1:${mport}/readyz"

@@ -49,7 +49,7 @@ URL="https://127.0.0.1:${IPORT}/inject"
 DIR="${WORK}/injector"
 
 start_operator() {
-  "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${OMPORT}" \
+  "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${OMPORT}" --routes-listen 127.0.0.1:0 \
     --resync-period 2 --webhook-url "${URL}" --local-injector-dir "${DIR}" \
     >>"${WORK}/operator.log" 2>&1 &
   OP_PID=$!

@@ -37,7 +37,7 @@ OWNED=(deployment/nutshell-injector service/nutshell-injector
 WEBHOOK=nutshell-sidecar-injector
 
 start_operator() {
-  "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${MPORT}" \
+  "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${MPORT}" --routes-listen 127.0.0.1:0 \
     --resync-period 2 --log-level debug >>"${WORK}/operator.log" 2>&1 &
   OP_PID=$!
   wait_for 30 curl -fsS "http://127.0.0.1:${MPORT}/readyz"

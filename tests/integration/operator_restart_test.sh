@@ -55,7 +55,7 @@ kubectl apply -f "${ROOT}/manifests/crds/" >/dev/null
 kubectl wait --for=condition=Established crd/meshes.nutshell.io --timeout=30s >/dev/null
 NS_CREATED="$(claim_namespace "${NS}")" || { fail "namespace ${NS}"; exit 1; }
 
-"${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${PORT}" --log-level debug \
+"${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${PORT}" --routes-listen 127.0.0.1:0 --log-level debug \
   >>"${WORK}/operator.log" 2>&1 &
 OP_PID=$!
 wait_for 30 curl -fsS "http://127.0.0.1:${PORT}/readyz" || fail "operator not ready"

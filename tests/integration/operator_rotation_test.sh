@@ -53,7 +53,7 @@ DIR="${WORK}/injector"
 LIMIT=180 # seconds for renewal, rotation and the previous CA's removal (~50 s expected)
 
 start_operator() {
-  "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${OMPORT}" \
+  "${OPERATOR}" --leader-elect=false --metrics-listen "127.0.0.1:${OMPORT}" --routes-listen 127.0.0.1:0 \
     --resync-period 2 --webhook-url "${URL}" --local-injector-dir "${DIR}" \
     >>"${WORK}/operator.log" 2>&1 &
   OP_PID=$!
