@@ -1,4 +1,5 @@
-/* budget.c - retry budget over one-second buckets; consecutive-failure ejection. */
+/* budget.c - retry budget over one-second buckets; consecutive-failure ejection; retry
+ * rules. */
 #include "budget.h"
 
 #include <string.h>
@@ -100,15 +101,17 @@ void px_outlier_init(px_outlier *o, size_t n, const px_outlier_cfg *cfg)
         o->cfg.max_ms = o->cfg.base_ms;
 }
 
-/* Brings host h back if its time is over, and lowers its multiplier by one per base
- * period it has stayed back since. */
-static void refresh(const px_outlier *o, px_outlier_host *h, int64_t now)
+/* Brings host i back if its time is over (noting it for px_outlier_update), and lowers
+ * its multiplier by one per base period it has stayed back since. */
+static void refresh(px_outlier *o, size_t i, int64_t now)
 {
+    px_outlier_host *h = &o->hosts[i];
     if (h->until_ms) {
         if (now < h->until_ms)
             return;
         h->back_ms = h->until_ms;
         h->until_ms = 0;
+        h->came_back = true;
     }
     if (h->times && now > h->back_ms) {
         int64_t periods = (now - h->back_ms) / o->cfg.base_ms;
@@ -123,7 +126,7 @@ uint64_t px_outlier_ejected(px_outlier *o, int64_t now_ms)
 {
     uint64_t mask = 0;
     for (size_t i = 0; i < o->n; i++) {
-        refresh(o, &o->hosts[i], now_ms);
+        refresh(o, i, now_ms);
         if (o->hosts[i].until_ms)
             mask |= 1ull << i;
     }
@@ -134,7 +137,7 @@ void px_outlier_success(px_outlier *o, size_t i, int64_t now_ms)
 {
     if (i >= o->n)
         return;
-    refresh(o, &o->hosts[i], now_ms);
+    refresh(o, i, now_ms);
     o->hosts[i].failures = 0;
 }
 
@@ -143,7 +146,7 @@ bool px_outlier_failure(px_outlier *o, size_t i, int64_t now_ms)
     if (i >= o->n)
         return false;
     px_outlier_host *h = &o->hosts[i];
-    refresh(o, h, now_ms);
+    refresh(o, i, now_ms);
     if (h->until_ms)
         return false;
     if (h->failures < UINT32_MAX)
@@ -167,4 +170,121 @@ bool px_outlier_failure(px_outlier *o, size_t i, int64_t now_ms)
         h->until_ms = 1; /* 0 means "not ejected" */
     h->failures = 0;
     return true;
+}
+
+uint64_t px_outlier_update(px_outlier *o, int64_t now_ms, uint64_t *back)
+{
+    uint64_t mask = px_outlier_ejected(o, now_ms);
+    uint64_t came = 0;
+    for (size_t i = 0; i < o->n; i++) {
+        if (o->hosts[i].came_back)
+            came |= 1ull << i;
+        o->hosts[i].came_back = false;
+    }
+    if (back)
+        *back = came;
+    return mask;
+}
+
+size_t px_outlier_pending(const px_outlier *o)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->n; i++)
+        n += (o->hosts[i].until_ms != 0) + o->hosts[i].came_back;
+    return n;
+}
+
+int px_outlier_pick(px_route *r, uint64_t unusable, uint64_t ejected, uint64_t tried)
+{
+    int i = px_routes_pick(r, unusable | ejected | tried);
+    if (i < 0 && tried)
+        i = px_routes_pick(r, unusable | ejected);
+    if (i < 0 && ejected)
+        i = px_routes_pick(r, unusable);
+    return i;
+}
+
+static bool same_host(const px_route *a, const px_route *b)
+{
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+static bool same_backend(const px_backend *a, const px_backend *b)
+{
+    return a->port == b->port && px_ip_eq(&a->addr, &b->addr) && strcmp(a->host, b->host) == 0;
+}
+
+/* Re-indexes `o` from the backends of route `from` to those of route `to`. */
+static void reindex(px_outlier *o, const px_route *from, const px_route *to)
+{
+    px_outlier_host hosts[PX_OUTLIER_MAX];
+    size_t n = to->nbackends > PX_OUTLIER_MAX ? PX_OUTLIER_MAX : to->nbackends;
+    memset(hosts, 0, sizeof(hosts));
+    for (size_t k = 0; k < n; k++) {
+        /* Same position first: most updates only change weights. */
+        if (k < o->n && k < from->nbackends && same_backend(&to->backends[k], &from->backends[k])) {
+            hosts[k] = o->hosts[k];
+            continue;
+        }
+        for (size_t j = 0; j < o->n && j < from->nbackends; j++) {
+            if (same_backend(&to->backends[k], &from->backends[j])) {
+                hosts[k] = o->hosts[j];
+                break;
+            }
+        }
+    }
+    memcpy(o->hosts, hosts, sizeof(hosts));
+    o->n = n;
+}
+
+void px_outlier_adopt(px_outlier **next_st, const px_routes *next, px_outlier **old_st,
+                      const px_routes *old)
+{
+    if (!next || !old || !next_st || !old_st)
+        return;
+    for (size_t i = 0; i < old->nroutes; i++) {
+        if (!old_st[i])
+            continue;
+        const px_route *o = &old->routes[i];
+        size_t j = i;
+        /* The operator writes routes in a stable order: try the same index first. */
+        if (j >= next->nroutes || !same_host(&next->routes[j], o)) {
+            for (j = 0; j < next->nroutes; j++)
+                if (same_host(&next->routes[j], o))
+                    break;
+        }
+        if (j >= next->nroutes || next_st[j])
+            continue;
+        reindex(old_st[i], o, &next->routes[j]);
+        next_st[j] = old_st[i];
+        old_st[i] = NULL;
+    }
+}
+
+bool px_retry_allowed(px_retry_reason why, const px_retry_req *r, unsigned max_retries)
+{
+    if (r->retries >= max_retries)
+        return false;
+    if (why == PX_RETRY_CONNECT)
+        return true;
+    if (why != PX_RETRY_503 && why != PX_RETRY_RESET)
+        return false;
+    /* The server may have acted on the request: only what RFC 9110 lets a client send
+     * twice, and only when sending it again changes nothing the client has seen. */
+    return px_h1_method_idempotent(r->method) && r->bodiless && r->alone && !r->answered &&
+           r->replayable;
+}
+
+const char *px_retry_reason_name(px_retry_reason why)
+{
+    switch (why) {
+    case PX_RETRY_CONNECT:
+        return "connect";
+    case PX_RETRY_503:
+        return "503";
+    case PX_RETRY_RESET:
+        return "reset";
+    default:
+        return "other";
+    }
 }

@@ -24,6 +24,8 @@ void px_config_defaults(px_config *c)
     c->header_timeout_ms = 30 * 1000;
     c->sniff_timeout_ms = 1000;
     c->drain_timeout_ms = 5000;
+    c->request_timeout_ms = 0;
+    c->max_retries = 2;
     c->splice = true;
     c->trace = true;
     c->discovery_wait_s = PX_DISC_WAIT_DEFAULT;
@@ -121,6 +123,8 @@ static const flag flags[] = {
     {"header-timeout", F_DURATION, OFF(header_timeout_ms), 0, 0},
     {"sniff-timeout", F_DURATION, OFF(sniff_timeout_ms), 0, 0},
     {"drain-timeout", F_DURATION, OFF(drain_timeout_ms), 0, 0},
+    {"request-timeout", F_DURATION, OFF(request_timeout_ms), 0, 0},
+    {"max-retries", F_UINT, OFF(max_retries), 0, 10},
     {"splice", F_BOOL, OFF(splice), 0, 0},
     {"trace", F_BOOL, OFF(trace), 0, 0},
     {"routes-file", F_PATH, OFF(routes_file), 0, 0},
@@ -305,6 +309,9 @@ const char *px_config_usage(void)
            "  --header-timeout=D         reading one request head (slowloris) [30s]\n"
            "  --sniff-timeout=D          deciding whether a connection speaks HTTP [1s]\n"
            "  --drain-timeout=D          SIGTERM or /quitquitquit: wait for work [5s]\n"
+           "  --request-timeout=D        request head sent to response head, then 504;\n"
+           "                             0 = none [0]\n"
+           "  --max-retries=N            retries of a routed request, 0..10 [2]\n"
            "  --splice=on|off            opaque TCP through splice(2) [on]\n"
            "  --trace=on|off             traceparent/B3 span per request [on]\n"
            "  --routes-file=FILE         static route table (JSON), re-read on SIGHUP\n"

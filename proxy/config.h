@@ -30,6 +30,9 @@ typedef struct px_config {
     int64_t header_timeout_ms;    /* from the first byte of a request head to its end */
     int64_t sniff_timeout_ms;     /* longest wait for bytes that decide HTTP or not */
     int64_t drain_timeout_ms;     /* SIGTERM: longest wait for in-flight work */
+    /* From the end of a request head to its response head (504 after); 0 = none. */
+    int64_t request_timeout_ms;
+    uint32_t max_retries; /* per routed request (connect failure, 503, reset); 0 = none */
     bool splice;                  /* relay opaque TCP with splice(2) through a pipe */
     bool trace;                   /* add a span to traceparent/B3 of forwarded requests */
     char routes_file[PATH_MAX];   /* "" = no static route table */

@@ -1,6 +1,7 @@
 /* routing.c - route tables from a file, resolving backend names; backend addresses. */
 #include "routing.h"
 
+#include "budget.h"
 #include "files.h"
 #include "log.h"
 #include "net.h"
@@ -86,19 +87,20 @@ int px_routes_load(const char *path, px_routes **out, ns_err *err)
     return 0;
 }
 
-int px_route_target(px_route *r, const struct sockaddr_storage *orig, struct sockaddr_storage *out,
-                    char *label, size_t labellen)
+int px_route_target(px_route *r, uint64_t ejected, uint64_t tried,
+                    const struct sockaddr_storage *orig, struct sockaddr_storage *out, char *label,
+                    size_t labellen)
 {
     uint64_t unresolved = 0;
     for (size_t i = 0; i < r->nbackends && i < 64; i++)
         if (r->backends[i].addr.family == 0)
             unresolved |= 1ull << i;
-    int i = px_routes_pick(r, unresolved);
+    int i = px_outlier_pick(r, unresolved, ejected, tried);
     if (i < 0)
         return -EHOSTUNREACH;
     const px_backend *b = &r->backends[i];
     uint16_t port = b->port ? b->port : px_addr_port(orig);
     px_ip_to_sockaddr(&b->addr, port, out);
     snprintf(label, labellen, "%s:%u", b->host, port);
-    return 0;
+    return i;
 }

@@ -24,11 +24,13 @@ int px_routes_resolve(px_routes *t, const atomic_bool *stop);
  * (and *out NULL): the caller keeps its table. */
 int px_routes_load(const char *path, px_routes **out, ns_err *err);
 
-/* Picks a backend of `r` (weighted, skipping unresolved ones) for a request or
- * connection whose original destination is `orig`: fills the address to connect to
- * and a label for metrics ("host:port"). Returns 0 or -EHOSTUNREACH. */
-int px_route_target(px_route *r, const struct sockaddr_storage *orig, struct sockaddr_storage *out,
-                    char *label, size_t labellen);
+/* Picks a backend of `r` (weighted, never an unresolved one; ejected ones and `tried`
+ * ones only when nothing else is left: px_outlier_pick) for a request or connection
+ * whose original destination is `orig`: fills the address to connect to and a label
+ * for metrics ("host:port"). Returns the backend's index, or -EHOSTUNREACH. */
+int px_route_target(px_route *r, uint64_t ejected, uint64_t tried,
+                    const struct sockaddr_storage *orig, struct sockaddr_storage *out, char *label,
+                    size_t labellen);
 
 /* Converts a routes.h address to a sockaddr with `port`. */
 void px_ip_to_sockaddr(const px_ip *ip, uint16_t port, struct sockaddr_storage *out);

@@ -43,6 +43,12 @@ static void def(ns_metric *m, const char *name, const char *help, const char *la
 void px_stats_init(void)
 {
     static const char *const dl[2] = {"direction=\"outbound\"", "direction=\"inbound\""};
+    static const char *const rl[2][PX_RETRY_NREASONS] = {
+        {"direction=\"outbound\",reason=\"connect\"", "direction=\"outbound\",reason=\"503\"",
+         "direction=\"outbound\",reason=\"reset\""},
+        {"direction=\"inbound\",reason=\"connect\"", "direction=\"inbound\",reason=\"503\"",
+         "direction=\"inbound\",reason=\"reset\""},
+    };
     for (int d = 0; d < 2; d++) {
         px_dir_stats *s = &px_st.dir[d];
         def(&s->cx_total, "nutshell_proxy_connections_total", "Connections accepted.", dl[d],
@@ -72,6 +78,17 @@ void px_stats_init(void)
             "Request heads not received within --header-timeout.", dl[d], NS_METRIC_COUNTER);
         def(&s->timeouts_idle, "nutshell_proxy_idle_timeouts_total",
             "Connections closed after an idle timeout.", dl[d], NS_METRIC_COUNTER);
+        def(&s->timeouts_req, "nutshell_proxy_request_timeouts_total",
+            "Requests answered 504: no response head within --request-timeout.", dl[d],
+            NS_METRIC_COUNTER);
+        for (int r = 0; r < PX_RETRY_NREASONS; r++)
+            def(&s->retries[r], "nutshell_proxy_retries_total",
+                "Requests sent again to a route backend: after a failed connect, a 503, or a "
+                "connection closed before any answer.",
+                rl[d][r], NS_METRIC_COUNTER);
+        def(&s->retries_refused, "nutshell_proxy_retries_budget_exhausted_total",
+            "Retries not made because the retry budget was spent (the client got the failure).",
+            dl[d], NS_METRIC_COUNTER);
         s->latency.bounds = ns_latency_buckets;
         s->latency.nbounds = ns_latency_buckets_len;
         def(&s->latency, "nutshell_proxy_request_duration_seconds",
@@ -92,6 +109,13 @@ void px_stats_init(void)
     def(&px_st.routes_errors, "nutshell_proxy_routes_errors_total",
         "Route tables refused (unreadable or invalid); the previous table stays.", NULL,
         NS_METRIC_COUNTER);
+    def(&px_st.ejections, "nutshell_proxy_outlier_ejections_total",
+        "Route backends ejected after consecutive failures (each worker thread ejects on its "
+        "own).",
+        NULL, NS_METRIC_COUNTER);
+    def(&px_st.ejected, "nutshell_proxy_outlier_ejected_backends",
+        "Route backend ejections in force now, summed over worker threads.", NULL,
+        NS_METRIC_GAUGE);
     def(&px_st.draining, "nutshell_proxy_draining", "1 while the proxy drains before exiting.",
         NULL, NS_METRIC_GAUGE);
     def(&px_st.build, "nutshell_proxy_build_info", "Build of nutshell-proxy.",

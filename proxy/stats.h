@@ -9,6 +9,7 @@
 #ifndef PX_STATS_H
 #define PX_STATS_H
 
+#include "budget.h"
 #include "metrics.h"
 
 #include <stdint.h>
@@ -34,6 +35,9 @@ typedef struct px_dir_stats {
     ns_metric resp_errors;    /* malformed responses (answered 502) */
     ns_metric timeouts_hdr;   /* request heads not complete in time */
     ns_metric timeouts_idle;  /* connections closed for idleness */
+    ns_metric timeouts_req;   /* requests answered 504 after --request-timeout */
+    ns_metric retries[PX_RETRY_NREASONS]; /* retries made, by reason */
+    ns_metric retries_refused;            /* retries the budget refused */
     ns_metric latency;        /* request duration histogram */
 } px_dir_stats;
 
@@ -44,6 +48,8 @@ typedef struct px_stats {
     ns_metric routes_version; /* version of the route table in use, -1 if none */
     ns_metric routes_reloads; /* tables loaded */
     ns_metric routes_errors;  /* tables refused (kept the previous one) */
+    ns_metric ejections;      /* route backends ejected (all workers) */
+    ns_metric ejected;        /* route backend ejections in force (gauge, all workers) */
     /* Route discovery (registered only with --discovery-address). */
     ns_metric discovery_connected;    /* 1 while the last request got a usable answer */
     ns_metric discovery_last_success; /* Unix time of the last usable answer, 0 if none */
