@@ -32,7 +32,8 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNUTSHELL_SANITIZE=ON >/dev/n
 cmake --build build-asan -j"${JOBS}"
 step "build fuzz targets (clang, libFuzzer)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DNUTSHELL_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"${JOBS}" --target fuzz_admission fuzz_yaml fuzz_http1
+cmake --build build-fuzz -j"${JOBS}" --target fuzz_admission fuzz_yaml fuzz_http1 fuzz_routes \
+  fuzz_discovery fuzz_kubeconfig
 
 started_cluster=0
 cleanup() {
@@ -74,7 +75,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 tally build-asan/ctest.log
 
 step "fuzz smoke (${NUTSHELL_FUZZ_SECONDS:-20} s per target)"
-for target in admission yaml http1; do
+for target in admission yaml http1 routes discovery kubeconfig; do
   corpus="$(mktemp -d)"
   cp -r "tests/fuzz/corpus/${target}/." "${corpus}/"
   if build-fuzz/tests/fuzz/fuzz_${target} -max_total_time="${NUTSHELL_FUZZ_SECONDS:-20}" \
