@@ -261,10 +261,15 @@ static int parse_cluster(const cJSON *cluster, const char *name, const char *bas
         return rc;
     if (!server || !server[0])
         return ns_errorf(err, -EINVAL, "cluster \"%s\" has no server", name);
-    if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)
+    size_t scheme = strncmp(server, "https://", 8) == 0  ? 8
+                    : strncmp(server, "http://", 7) == 0 ? 7
+                                                         : 0;
+    if (!scheme)
         return ns_errorf(err, -EINVAL, "cluster \"%s\": server must be an http(s) URL", name);
+    if (server[scheme] == '\0' || server[scheme] == '/')
+        return ns_errorf(err, -EINVAL, "cluster \"%s\": server \"%s\" has no host", name, server);
     size_t sl = strlen(server);
-    while (sl > 8 && server[sl - 1] == '/')
+    while (sl > scheme && server[sl - 1] == '/') /* "https://host/" is "https://host" */
         sl--;
     out->server = dup_n(server, sl);
     if (!out->server || (tls_name && tls_name[0] && !(out->tls_server_name = strdup(tls_name))))

@@ -1,5 +1,5 @@
 /* discovery.h - the client side of the operator's route discovery protocol (pure: no
- * sockets, no clock; the thread that does the I/O is in routing.h).
+ * sockets, no clock; the thread that does the I/O is discovery_client.h).
  *
  * The operator serves the route table (routes.h's JSON) on port 15010. The proxy asks
  *

@@ -166,6 +166,10 @@ static void test_errors(void)
     expect_error(text, NULL, -EINVAL, "has no server");
     snprintf(text, sizeof(text), "%sclusters: [{name: k, cluster: {server: 'ftp://x'}}]\n", base);
     expect_error(text, NULL, -EINVAL, "http(s) URL");
+    snprintf(text, sizeof(text), "%sclusters: [{name: k, cluster: {server: 'https://'}}]\n", base);
+    expect_error(text, NULL, -EINVAL, "has no host");
+    snprintf(text, sizeof(text), "%sclusters: [{name: k, cluster: {server: 'http:///x'}}]\n", base);
+    expect_error(text, NULL, -EINVAL, "has no host");
     snprintf(text, sizeof(text),
              "%sclusters: [{name: k, cluster: {server: 'https://x', "
              "certificate-authority-data: 'not base64!'}}]\n",
