@@ -775,6 +775,36 @@ int canary_controller_on_change(canary_controller *cc, void (*fn)(void *ud), voi
     return rc;
 }
 
+/* ---- what the caches keep ----
+ *
+ * With a thousand Canaries the caches are most of the operator's memory (a cJSON tree
+ * is about 5x its JSON). Objects lose here what no code of this controller reads. */
+
+#define LAST_APPLIED "kubectl.kubernetes.io/last-applied-configuration"
+
+/* Everything: `kubectl apply`'s copy of the whole object, in an annotation. */
+static void slim_object(cJSON *obj)
+{
+    cJSON *ann = ns_json_path(obj, "metadata", "annotations", NULL);
+    if (ann)
+        cJSON_DeleteItemFromObjectCaseSensitive(ann, LAST_APPLIED);
+}
+
+/* EndpointSlices are watched only for their events (a readiness change moves the weight
+ * in effect, which observe() reads from pods): the metadata is enough. */
+static void slim_slice(cJSON *obj)
+{
+    cJSON *md = cJSON_DetachItemViaPointer(obj, ns_json_get(obj, "metadata"));
+    cJSON *child = obj->child;
+    obj->child = NULL;
+    cJSON_Delete(child);
+    if (md) {
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "annotations");
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "ownerReferences");
+        cJSON_AddItemToObject(obj, "metadata", md);
+    }
+}
+
 /* ---- wiring ---- */
 
 int canary_controller_new(const canary_controller_opts *o, canary_controller **out, ns_err *err)
@@ -800,18 +830,21 @@ int canary_controller_new(const canary_controller_opts *o, canary_controller **o
         const char *name;
         const char *selector;
         op_enqueue_fn fn;
+        void (*transform)(cJSON *obj);
     } wire[] = {
-        {&cc->canaries, canary_ref, "canaries", NULL, NULL},
-        {&cc->deployments, deploy_ref, "deployments", NULL, deployment_cb},
-        {&cc->services, svc_ref, "canary-services", CANARY_LABEL_CANARY, labelled_cb},
-        {&cc->slices, slice_ref, "canary-endpointslices", CANARY_LABEL_CANARY, labelled_cb},
+        {&cc->canaries, canary_ref, "canaries", NULL, NULL, slim_object},
+        {&cc->deployments, deploy_ref, "deployments", NULL, deployment_cb, slim_object},
+        {&cc->services, svc_ref, "canary-services", CANARY_LABEL_CANARY, labelled_cb, slim_object},
+        {&cc->slices, slice_ref, "canary-endpointslices", CANARY_LABEL_CANARY, labelled_cb,
+         slim_slice},
     };
     for (size_t i = 0; i < sizeof(wire) / sizeof(wire[0]) && !rc; i++) {
         ns_kube_ref ref = wire[i].ref;
         ref.namespace = o->namespace;
         op_informer_opts io = {.name = wire[i].name,
                                .label_selector = wire[i].selector,
-                               .resync_ms = wire[i].inf == &cc->canaries ? o->resync_ms : 0};
+                               .resync_ms = wire[i].inf == &cc->canaries ? o->resync_ms : 0,
+                               .transform = wire[i].transform};
         rc = op_informer_new(cc->kube, &ref, &io, wire[i].inf, err);
         if (!rc)
             rc = op_controller_watch(cc->ctl, *wire[i].inf, wire[i].fn, cc);

@@ -91,6 +91,7 @@ struct op_informer {
     op_informer_source src;
     long resync_ms;
     bool strip_managed;
+    void (*transform)(cJSON *obj);
     ns_kube_backoff backoff;
 
     /* Readers take `lock` shared. The one writer (the informer thread) takes `write_mu`,
@@ -135,6 +136,7 @@ int op_informer_new_source(const op_informer_source *src, const op_informer_opts
     inf->src = *src;
     inf->resync_ms = opts->resync_ms > 0 ? opts->resync_ms : 0;
     inf->strip_managed = !opts->keep_managed_fields;
+    inf->transform = opts->transform;
     inf->backoff = opts->backoff;
     if (inf->backoff.base_ms <= 0)
         inf->backoff.base_ms = BACKOFF_BASE_MS;
@@ -252,6 +254,10 @@ static int sleep_unless_stopped(op_informer *inf, long ms)
 /* Replaces the cache by the list's items and tells handlers the difference. */
 static int apply_list(op_informer *inf, cJSON *list)
 {
+    if (inf->transform) {
+        cJSON *item;
+        cJSON_ArrayForEach(item, ns_json_get(list, "items")) inf->transform(item);
+    }
     op_cache *fresh = NULL;
     int rc = op_cache_from_list(list, inf->strip_managed, &fresh);
     if (rc)
@@ -310,6 +316,8 @@ static int on_watch_event(void *ud, ns_kube_event *ev)
         ev->object = NULL; /* the cache keeps it: no copy */
         if (inf->strip_managed)
             op_object_strip_managed(obj);
+        if (inf->transform)
+            inf->transform(obj);
         pthread_rwlock_wrlock(&inf->lock);
         rc = op_cache_put(inf->cache, key, obj, &old);
         pthread_rwlock_unlock(&inf->lock);

@@ -61,8 +61,13 @@ typedef struct op_informer_opts {
     const char *field_selector; /* server-side filter, NULL: all */
     long resync_ms;             /* > 0: replay every cached object to handlers this often */
     bool keep_managed_fields;   /* default: drop metadata.managedFields to save memory */
-    long watch_timeout_s;       /* per watch connection; 0: random in [300, 600) */
-    ns_kube_backoff backoff;    /* between failed lists/watches; zeros: 200 ms .. 30 s */
+    /* Applied to every object before it is cached (after managedFields go), to keep only
+     * what the controller reads: a cache of thousands of objects is the operator's
+     * memory. It must keep metadata.name, .namespace and .resourceVersion (keys and
+     * change detection), and be pure. NULL: objects are cached whole. */
+    void (*transform)(cJSON *obj);
+    long watch_timeout_s;    /* per watch connection; 0: random in [300, 600) */
+    ns_kube_backoff backoff; /* between failed lists/watches; zeros: 200 ms .. 30 s */
 } op_informer_opts;
 
 /* An informer of the collection `ref` (ref->name must be NULL; ref->namespace NULL means
