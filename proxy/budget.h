@@ -141,10 +141,10 @@ typedef enum px_retry_reason {
 /* What the proxy knows of a request that failed. */
 typedef struct px_retry_req {
     px_h1_method method;
-    bool bodiless;   /* no body (no Content-Length, or 0; not chunked) */
-    bool alone;      /* the only request in flight on its client connection */
-    bool answered;   /* something of the answer went to the client (a 1xx) */
-    bool replayable; /* its head was kept, so that it can be sent again */
+    bool bodiless;    /* no body (no Content-Length, or 0; not chunked) */
+    bool alone;       /* the only request in flight on its client connection */
+    bool answered;    /* something of the answer went to the client (a 1xx) */
+    bool replayable;  /* its head was kept, so that it can be sent again */
     unsigned retries; /* retries already made */
 } px_retry_req;
 

@@ -26,6 +26,7 @@ void px_config_defaults(px_config *c)
     c->drain_timeout_ms = 5000;
     c->request_timeout_ms = 0;
     c->max_retries = 2;
+    c->ejection_time_ms = 30 * 1000;
     c->splice = true;
     c->trace = true;
     c->discovery_wait_s = PX_DISC_WAIT_DEFAULT;
@@ -125,6 +126,7 @@ static const flag flags[] = {
     {"drain-timeout", F_DURATION, OFF(drain_timeout_ms), 0, 0},
     {"request-timeout", F_DURATION, OFF(request_timeout_ms), 0, 0},
     {"max-retries", F_UINT, OFF(max_retries), 0, 10},
+    {"ejection-time", F_DURATION, OFF(ejection_time_ms), 0, 0},
     {"splice", F_BOOL, OFF(splice), 0, 0},
     {"trace", F_BOOL, OFF(trace), 0, 0},
     {"routes-file", F_PATH, OFF(routes_file), 0, 0},
@@ -283,6 +285,8 @@ int px_config_parse(px_config *c, int argc, char **argv, const char *(*getenv_fn
     if (c->connect_timeout_ms <= 0 || c->header_timeout_ms <= 0 || c->idle_timeout_ms <= 0 ||
         c->http_idle_timeout_ms <= 0)
         return ns_errorf(err, -EINVAL, "connect, header and idle timeouts must be above zero");
+    if (c->ejection_time_ms <= 0 || c->ejection_time_ms > 24 * 3600 * 1000)
+        return ns_errorf(err, -EINVAL, "--ejection-time: must be from 1ms to 24h");
     return 0;
 }
 
@@ -312,6 +316,7 @@ const char *px_config_usage(void)
            "  --request-timeout=D        request head sent to response head, then 504;\n"
            "                             0 = none [0]\n"
            "  --max-retries=N            retries of a routed request, 0..10 [2]\n"
+           "  --ejection-time=D          a failing route backend's first ejection [30s]\n"
            "  --splice=on|off            opaque TCP through splice(2) [on]\n"
            "  --trace=on|off             traceparent/B3 span per request [on]\n"
            "  --routes-file=FILE         static route table (JSON), re-read on SIGHUP\n"

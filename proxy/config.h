@@ -32,10 +32,11 @@ typedef struct px_config {
     int64_t drain_timeout_ms;     /* SIGTERM: longest wait for in-flight work */
     /* From the end of a request head to its response head (504 after); 0 = none. */
     int64_t request_timeout_ms;
-    uint32_t max_retries; /* per routed request (connect failure, 503, reset); 0 = none */
-    bool splice;                  /* relay opaque TCP with splice(2) through a pipe */
-    bool trace;                   /* add a span to traceparent/B3 of forwarded requests */
-    char routes_file[PATH_MAX];   /* "" = no static route table */
+    uint32_t max_retries;       /* per routed request (connect failure, 503, reset); 0 = none */
+    int64_t ejection_time_ms;   /* a route backend's first ejection (then 2x, 3x... 10x) */
+    bool splice;                /* relay opaque TCP with splice(2) through a pipe */
+    bool trace;                 /* add a span to traceparent/B3 of forwarded requests */
+    char routes_file[PATH_MAX]; /* "" = no static route table */
     /* The operator's route discovery server, HOST:PORT ("" = none; exclusive with
      * routes_file), and the long-poll wait asked of it. */
     char discovery_address[PX_DISC_ADDR_MAX];

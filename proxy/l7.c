@@ -11,6 +11,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,17 @@
 
 /* Requests forwarded and not yet answered; more pipelined ones wait in the buffer. */
 #define PIPELINE_MAX 32
+/* Largest request head kept for sending again after a 503 (bigger ones are not retried
+ * then; connect failures need no copy). */
+#define REPLAY_MAX (16 * 1024)
 
 typedef struct px_req {
-    px_h1_method method;
-    bool close;   /* the client will not send more: close after the response */
-    bool upgrade; /* Upgrade or CONNECT: the response may open a tunnel */
+    uint8_t method; /* px_h1_method */
+    bool close;     /* the client will not send more: close after the response */
+    bool upgrade;   /* Upgrade or CONNECT: the response may open a tunnel */
+    bool bodiless;  /* no request body */
+    bool replay;    /* its head is in px_http.replay (it was alone when sent) */
+    bool answered;  /* an interim (1xx) response went to the client */
     int64_t t0_ns;
 } px_req;
 
@@ -50,6 +57,15 @@ typedef struct px_http {
     px_chunked rq_ch;
     struct sockaddr_storage rq_target; /* where the parsed head goes */
     char rq_dest[80];
+    px_backend_ref rq_via; /* its route backend, and the backends whose connect failed */
+    uint64_t rq_tried;
+    unsigned rq_retries;
+    /* The same for the last request sent. Every request in flight went to the same
+     * upstream, so its backend is theirs; a retry only happens to a request alone in
+     * flight, which is then the last one sent. */
+    px_backend_ref up_via;
+    uint64_t up_tried;
+    unsigned up_retries;
 
     px_h1_parser rs_p;
     px_h1_msg rs_m;
@@ -68,6 +84,11 @@ typedef struct px_http {
     bool draining;        /* answer in-flight requests with "connection: close" */
     bool up_write_failed; /* the server stopped reading: forward no more requests */
     uint64_t rng;
+
+    px_session *s;
+    px_timer rq_timer; /* --request-timeout: armed while the oldest request awaits its head */
+    char *replay;      /* the head of the request in flight alone, as sent (retries) */
+    uint32_t replay_len, replay_cap;
 } px_http;
 
 static const px_config *cfg_of(const px_session *s)
@@ -97,6 +118,9 @@ int px_http_start(px_session *s)
     if (!h)
         return -ENOMEM;
     s->http = h;
+    h->s = s;
+    h->rq_via.route = -1;
+    h->up_via.route = -1;
     h->rng = s->w->rng ^ (uint64_t)(uintptr_t)s;
     s->w->rng = px_rng_next(&s->w->rng);
     rq_reset(s);
@@ -106,9 +130,26 @@ int px_http_start(px_session *s)
     return 0;
 }
 
+void px_http_stop_timer(px_http *h)
+{
+    px_timer_stop(&h->rq_timer);
+}
+
 void px_http_free(px_http *h)
 {
+    if (!h)
+        return;
+    px_timer_stop(&h->rq_timer);
+    free(h->replay);
     free(h);
+}
+
+/* Starts --request-timeout for the oldest request: the time its answer may take to
+ * begin (for a pipelined request, from when the answer before it ended). */
+static void arm_request_timer(px_session *s)
+{
+    if (cfg_of(s)->request_timeout_ms > 0)
+        px_timer_arm(&s->w->loop, &s->w->queues[PX_T_REQUEST], &s->http->rq_timer);
 }
 
 /* Counts the oldest in-flight request as answered with `status` and forgets it. */
@@ -122,6 +163,10 @@ static void pop_request(px_session *s, int status)
     px_stats_request(s->dir, status, s->dest, secs);
     h->qhead = (h->qhead + 1) % PIPELINE_MAX;
     h->qlen--;
+    if (h->qlen > 0)
+        arm_request_timer(s);
+    else
+        px_timer_stop(&h->rq_timer);
 }
 
 /* Answers the client from the proxy itself, then closes. Only at a response boundary:
@@ -135,6 +180,7 @@ static void local_reply(px_session *s, int status, const char *body)
         px_stats_request(s->dir, status, s->dest, 0);
     /* Requests behind it stay unanswered: "connection: close" tells the client so. */
     h->qlen = 0;
+    px_timer_stop(&h->rq_timer);
     px_session_close_up(s);
     char *out = malloc(512);
     size_t n = out ? px_h1_local_reply(status, body, out, 512) : 0;
@@ -211,11 +257,56 @@ static int choose_target(px_session *s, const char *buf, const px_h1_msg *m)
             r = px_routes_match_addr(t, &ip, port);
         }
     }
-    if (r)
-        return px_route_target(r, &s->orig, &h->rq_target, h->rq_dest, sizeof(h->rq_dest));
+    h->rq_tried = 0;
+    h->rq_retries = 0;
+    if (r) {
+        /* Every routed request earns the budget its share of retries. */
+        px_budget_request(&s->w->budget, s->w->loop.now_ms);
+        return px_worker_pick(s->w, r, 0, &s->orig, &h->rq_via, &h->rq_target, h->rq_dest,
+                              sizeof(h->rq_dest));
+    }
+    h->rq_via.route = -1;
     h->rq_target = s->orig;
     px_addr_format(&s->orig, h->rq_dest, sizeof(h->rq_dest));
     return 0;
+}
+
+/* Connects to the target of the parsed head. A connect that fails at once is retried
+ * like one that fails later: another backend of its route, within the limits. Returns
+ * 0, or -1 when there is no connection to be had (answer 503). */
+static int connect_head(px_session *s)
+{
+    px_http *h = s->http;
+    for (;;) {
+        if (px_session_connect(s, &h->rq_target, h->rq_dest) == 0)
+            return 0;
+        px_worker_backend_result(s->w, &h->rq_via, false);
+        px_retry_req rr = {.method = h->rq_m.method_id, .retries = h->rq_retries};
+        if (px_worker_retry(s->w, s->dir, PX_RETRY_CONNECT, &rr, &s->orig, &h->rq_via, &h->rq_tried,
+                            &h->rq_target, h->rq_dest, sizeof(h->rq_dest)) != 0)
+            return -1;
+        h->rq_retries++;
+    }
+}
+
+/* Keeps a copy of the head of a request sent alone, for sending it again after a 503
+ * or a connection closed before an answer. The buffer lives as long as the connection:
+ * no allocation per request. */
+static bool keep_head(px_http *h, const char *head, uint32_t len)
+{
+    if (len > REPLAY_MAX)
+        return false;
+    if (len > h->replay_cap) {
+        uint32_t cap = len < 1024 ? 1024 : len;
+        char *p = realloc(h->replay, cap);
+        if (!p)
+            return false;
+        h->replay = p;
+        h->replay_cap = cap;
+    }
+    memcpy(h->replay, head, len);
+    h->replay_len = len;
+    return true;
 }
 
 /* The request head in down.in is parsed and its target chosen: send it on its way.
@@ -226,29 +317,35 @@ static bool dispatch_head(px_session *s)
     const px_h1_msg *m = &h->rq_m;
     const char *buf = s->down.in.data + s->down.in.start;
 
-    if (s->target.ss_family == 0 || !px_addr_eq(&s->target, &h->rq_target)) {
-        if (response_pending(s)) {
-            h->rq_state = RQ_WAIT_UP;
-            return false;
-        }
-        if (px_session_connect(s, &h->rq_target, h->rq_dest) != 0) {
-            local_reply(s, 503, "upstream connect error\n");
-            return true;
-        }
-    } else if (s->up.io.fd < 0) {
-        if (px_session_connect(s, &h->rq_target, h->rq_dest) != 0) {
-            local_reply(s, 503, "upstream connect error\n");
-            return true;
-        }
+    bool other = s->target.ss_family == 0 || !px_addr_eq(&s->target, &h->rq_target);
+    if (other && response_pending(s)) {
+        h->rq_state = RQ_WAIT_UP;
+        return false;
+    }
+    if ((other || s->up.io.fd < 0) && connect_head(s) != 0) {
+        local_reply(s, 503, "upstream connect error\n");
+        return true;
     }
 
     px_req *r = &h->q[(h->qhead + h->qlen) % PIPELINE_MAX];
-    r->method = m->method_id;
+    r->method = (uint8_t)m->method_id;
     r->close = !(m->flags & PX_H1_KEEP_ALIVE) || h->draining;
     r->upgrade = (m->flags & PX_H1_UPGRADE) || m->method_id == PX_M_CONNECT;
+    r->bodiless = m->body == PX_BODY_NONE;
+    r->replay = false;
+    r->answered = false;
     r->t0_ns = px_now_ns();
-    if (h->qlen++ == 0)
+    h->up_via = h->rq_via;
+    h->up_tried = h->rq_tried;
+    h->up_retries = h->rq_retries;
+    bool alone = h->qlen++ == 0;
+    if (alone) {
         rs_reset(h);
+        arm_request_timer(s);
+    }
+    /* Only a request that could be retried after a 503 needs its head kept. */
+    bool keep = alone && h->up_via.route >= 0 && cfg_of(s)->max_retries > 0 && r->bodiless &&
+                !r->upgrade && px_h1_method_idempotent(m->method_id);
 
     if (cfg_of(s)->trace) {
         px_trace_ctx in, out;
@@ -264,8 +361,12 @@ static bool dispatch_head(px_session *s)
             return true;
         }
         s->down.pre_off = 0;
+        if (keep)
+            r->replay = keep_head(h, s->down.pre, s->down.pre_len);
         px_bytes_consume(&s->down.in, m->head_len);
     } else {
+        if (keep)
+            r->replay = keep_head(h, buf, m->head_len);
         s->down.fwd = m->head_len;
     }
 
@@ -445,6 +546,69 @@ static void rq_step(px_session *s)
     }
 }
 
+/* ---------------------------------------------------------------- retries */
+
+/* The oldest request failed for `why` before anything of its answer reached the client:
+ * sends it again on a new connection, to another backend of its route when there is
+ * one. Returns true if it did, or if it answered 503 itself (every connect failed at
+ * once); false: the caller passes on the failure (the 503, or its own answer). */
+static bool retry_oldest(px_session *s, px_retry_reason why)
+{
+    px_http *h = s->http;
+    if (h->qlen != 1)
+        return false;
+    const px_req *q = &h->q[h->qhead];
+    if (h->up_via.route < 0)
+        return false;
+    px_retry_req rr = {
+        .method = (px_h1_method)q->method,
+        .bodiless = q->bodiless && !q->upgrade,
+        .alone = true,
+        .answered = q->answered,
+        .replayable = q->replay,
+        .retries = h->up_retries,
+    };
+    struct sockaddr_storage t;
+    char label[80];
+    if (px_worker_retry(s->w, s->dir, why, &rr, &s->orig, &h->up_via, &h->up_tried, &t, label,
+                        sizeof(label)) != 0)
+        return false;
+    h->up_retries++;
+    if (why != PX_RETRY_CONNECT) {
+        /* The server has seen the head (or part of it): what is still queued for it is
+         * the rest of that head, and the kept copy replaces it. After a failed connect
+         * everything is still queued, body included. */
+        free(s->down.pre);
+        s->down.pre = NULL;
+        s->down.pre_len = s->down.pre_off = 0;
+        px_bytes_consume(&s->down.in, s->down.fwd);
+        s->down.fwd = 0;
+        s->down.pre = malloc(h->replay_len);
+        if (!s->down.pre) {
+            px_session_kill(s, true);
+            return true;
+        }
+        memcpy(s->down.pre, h->replay, h->replay_len);
+        s->down.pre_len = h->replay_len;
+    }
+    px_session_close_up(s);
+    h->up_write_failed = false;
+    rs_reset(h);
+    px_timer_stop(&s->timer); /* a fresh --connect-timeout for this attempt */
+    for (;;) {
+        if (px_session_connect(s, &t, label) == 0)
+            return true;
+        px_worker_backend_result(s->w, &h->up_via, false);
+        rr.retries = h->up_retries;
+        if (px_worker_retry(s->w, s->dir, PX_RETRY_CONNECT, &rr, &s->orig, &h->up_via, &h->up_tried,
+                            &t, label, sizeof(label)) != 0) {
+            local_reply(s, 503, "upstream connect error\n");
+            return true;
+        }
+        h->up_retries++;
+    }
+}
+
 /* ---------------------------------------------------------------- responses */
 
 /* A whole response went to the client. */
@@ -491,6 +655,9 @@ static void response_head(px_session *s, const char *buf)
     h->rs_status = m->status;
     h->rs_keep_alive = (m->flags & PX_H1_KEEP_ALIVE) != 0;
     bool interim = (m->flags & PX_H1_INTERIM) != 0;
+    px_timer_stop(&h->rq_timer); /* the answer has begun */
+    if (interim && h->qlen > 0)
+        h->q[h->qhead].answered = true;
     if (h->draining && !interim && m->body != PX_BODY_TUNNEL) {
         static const char cc[] = "connection: close\r\n";
         s->up.pre = px_h1_rewrite_head(buf, m, px_h1_is_connection_header, cc, sizeof(cc) - 1,
@@ -549,6 +716,10 @@ static void upstream_eof(px_session *s, bool reset)
         return;
     }
     if (h->rs_state == RS_HEAD) {
+        if (h->qlen > 0)
+            px_worker_backend_result(s->w, &h->up_via, false);
+        if (avail == 0 && retry_oldest(s, PX_RETRY_RESET))
+            return;
         if (avail == 0)
             response_error(s, 503,
                            reset ? "connection reset before a response"
@@ -631,10 +802,22 @@ static void rs_step(px_session *s)
                 if (r <= 0) {
                     if (pending)
                         break; /* answer 502 after what the client is owed */
+                    px_worker_backend_result(s->w, &h->up_via, false);
                     response_error(s, 502,
                                    r < 0 ? px_h1_reason(&h->rs_p) : "response head too large");
                     advanced = true;
                     break;
+                }
+                if (!(h->rs_m.flags & PX_H1_INTERIM)) {
+                    /* A 503 may be retried on another connection: decide once what went
+                     * before it is out to the client. */
+                    if (h->rs_m.status == 503 && pending)
+                        break;
+                    px_worker_backend_result(s->w, &h->up_via, h->rs_m.status < 500);
+                    if (h->rs_m.status == 503 && retry_oldest(s, PX_RETRY_503)) {
+                        advanced = true;
+                        break;
+                    }
                 }
                 response_head(s, data);
                 advanced = true;
@@ -713,7 +896,40 @@ void px_http_up_failed(px_session *s, int err)
         px_session_close_up(s); /* the next request tries again */
         return;
     }
+    px_worker_backend_result(s->w, &h->up_via, false);
+    if (retry_oldest(s, PX_RETRY_CONNECT))
+        return;
     local_reply(s, 503, why);
+}
+
+void px_http_request_timer_cb(px_timer *t)
+{
+    px_http *h = (px_http *)(void *)((char *)t - offsetof(px_http, rq_timer));
+    px_session *s = h->s;
+    if (s->state != PX_S_HTTP || h->qlen == 0 || h->rs_state != RS_HEAD || h->close_after)
+        return;
+    if ((s->up.pre_len > 0 || s->up.fwd > 0) && s->up.readable) {
+        /* The server has sent more, unread only because the client is slow to take the
+         * answer before it: not the server's delay. */
+        arm_request_timer(s);
+        return;
+    }
+    px_stat_add(&px_st.dir[s->dir].timeouts_req, 1);
+    px_worker_backend_result(s->w, &h->up_via, false);
+    char dst[PX_ADDR_MAX];
+    px_addr_format(&s->target, dst, sizeof(dst));
+    ns_log(NS_LOG_DEBUG, "no response within --request-timeout: 504", "direction",
+           px_dir_name(s->dir), "upstream", dst, NULL);
+    if (s->up.pre_len == 0 && s->up.fwd == 0) {
+        local_reply(s, 504, "upstream request timeout\n");
+    } else {
+        /* The end of the answer before it is still on its way to the client: the 504
+         * follows it, and whatever this upstream still sends is dropped with it. */
+        h->qlen = 0;
+        h->rq_state = RQ_STOP;
+        h->pending_error = 504;
+    }
+    px_session_run(s);
 }
 
 void px_http_header_timeout(px_session *s)

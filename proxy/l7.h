@@ -11,8 +11,18 @@
  *
  * Local answers: 400/431/501/505 for requests the parser refuses, 408 for a head not
  * complete within --header-timeout, 502 for a bad or missing response, 503 when the
- * upstream cannot be reached. Each is sent after the responses already owed, with
- * "connection: close", and the connection is closed after it.
+ * upstream cannot be reached, 504 when no response head came within --request-timeout.
+ * Each is sent after the responses already owed, with "connection: close", and the
+ * connection is closed after it.
+ *
+ * Resilience, for requests sent to a route backend: each final response head, failed
+ * connect, connection closed before an answer and request timeout tells the worker's
+ * outlier detector how the backend did (a 5xx or a failure counts against it). A failed
+ * connect is retried for any request (nothing reached the server); a 503 or a
+ * connection closed before any answer only for an idempotent request without a body
+ * that was alone in flight and whose client has received nothing of the answer (budget.h
+ * has the rules). A retry opens a new upstream connection, preferably to another
+ * backend, and sends the kept copy of the head; the client sees only the last answer.
  */
 #ifndef PX_L7_H
 #define PX_L7_H
@@ -36,6 +46,13 @@ void px_http_header_timeout(px_session *s);
 
 /* Drain: close now if idle, else answer what is in flight with "connection: close". */
 void px_http_drain(px_session *s);
+
+/* --request-timeout ran out for the oldest request (the PX_T_REQUEST queue's callback):
+ * 504 and the upstream connection closed. */
+void px_http_request_timer_cb(px_timer *t);
+
+/* Stops the HTTP state's own timer (the session is being killed). */
+void px_http_stop_timer(struct px_http *h);
 
 /* The PX_T_* timer kind the HTTP state calls for. */
 int px_http_timer_kind(const px_session *s);

@@ -174,6 +174,8 @@ void px_session_kill(px_session *s, bool reset)
     px_worker *w = s->w;
     s->state = PX_S_DEAD;
     px_timer_stop(&s->timer);
+    if (s->http)
+        px_http_stop_timer(s->http);
     end_close(&s->down, reset);
     end_close(&s->up, reset);
     if (s->prev)
@@ -285,6 +287,26 @@ int px_session_connect(px_session *s, const struct sockaddr_storage *target, con
     return 0;
 }
 
+/* Opaque TCP to a routed service address whose connect failed: connects to another
+ * backend (nothing was sent yet, the client's bytes wait in `down`), within
+ * --max-retries and the worker's retry budget. Returns true if a connect is under way. */
+static bool tcp_retry(px_session *s)
+{
+    for (;;) {
+        px_retry_req rr = {.retries = s->retries};
+        struct sockaddr_storage t;
+        char label[80];
+        if (px_worker_retry(s->w, s->dir, PX_RETRY_CONNECT, &rr, &s->orig, &s->via, &s->tried, &t,
+                            label, sizeof(label)) != 0)
+            return false;
+        s->retries++;
+        px_timer_stop(&s->timer); /* a fresh --connect-timeout for this attempt */
+        if (px_session_connect(s, &t, label) == 0)
+            return true;
+        px_worker_backend_result(s->w, &s->via, false);
+    }
+}
+
 /* The upstream connect failed (or timed out): what the client sees depends on the state. */
 static void up_failed(px_session *s, int err)
 {
@@ -299,6 +321,11 @@ static void up_failed(px_session *s, int err)
         px_http_up_failed(s, err);
         return;
     }
+    if (s->state == PX_S_RAW && s->via.route >= 0) {
+        px_worker_backend_result(s->w, &s->via, false);
+        if (tcp_retry(s))
+            return;
+    }
     /* Opaque TCP: a reset is the closest thing to the refusal the client would have got. */
     px_session_kill(s, true);
 }
@@ -307,20 +334,26 @@ static void up_failed(px_session *s, int err)
 
 static int pick_lazy_target(px_session *s)
 {
+    px_worker *w = s->w;
     px_route *r = NULL;
-    if (s->w->routes) {
+    if (w->routes) {
         px_ip ip;
         px_sockaddr_to_ip(&s->orig, &ip);
-        r = px_routes_match_addr(s->w->routes, &ip, px_addr_port(&s->orig));
+        r = px_routes_match_addr(w->routes, &ip, px_addr_port(&s->orig));
     }
     struct sockaddr_storage t;
     char label[80];
-    if (!r || px_route_target(r, &s->orig, &t, label, sizeof(label)) != 0) {
+    s->lazy = false;
+    if (!r || px_worker_pick(w, r, 0, &s->orig, &s->via, &t, label, sizeof(label)) != 0) {
         t = s->orig;
         px_addr_format(&s->orig, label, sizeof(label));
+        return px_session_connect(s, &t, label);
     }
-    s->lazy = false;
-    return px_session_connect(s, &t, label);
+    px_budget_request(&w->budget, w->loop.now_ms);
+    if (px_session_connect(s, &t, label) == 0)
+        return 0;
+    px_worker_backend_result(w, &s->via, false);
+    return tcp_retry(s) ? 0 : -EHOSTUNREACH;
 }
 
 static void start_raw(px_session *s)
@@ -457,6 +490,8 @@ static void up_cb(px_io *io, uint32_t ev)
             return;
         }
         s->up.connecting = false;
+        if (s->state == PX_S_RAW && s->via.route >= 0)
+            px_worker_backend_result(s->w, &s->via, true);
     }
     events_to_flags(&s->up, ev);
     px_session_run(s);
@@ -520,6 +555,8 @@ void px_session_queues_init(px_worker *w)
     px_loop_add_queue(&w->loop, &w->queues[PX_T_IDLE], c->idle_timeout_ms, idle_timer_cb);
     px_loop_add_queue(&w->loop, &w->queues[PX_T_HTTP_IDLE], c->http_idle_timeout_ms, idle_timer_cb);
     px_loop_add_queue(&w->loop, &w->queues[PX_T_LINGER], 2000, linger_timer_cb);
+    px_loop_add_queue(&w->loop, &w->queues[PX_T_REQUEST], c->request_timeout_ms,
+                      px_http_request_timer_cb);
 }
 
 /* ---------------------------------------------------------------- drain */
@@ -571,6 +608,7 @@ void px_session_accept(px_worker *w, int fd, px_dir dir, int family)
     s->w = w;
     s->dir = dir;
     s->orig = orig;
+    s->via.route = -1;
     s->state = PX_S_SNIFF;
     end_init(&s->down, s, fd, down_cb);
     end_init(&s->up, s, -1, up_cb);

@@ -64,6 +64,15 @@ typedef struct px_end {
     uint32_t piped;
 } px_end;
 
+/* A backend of a route of the worker's table, as picked for a request or connection:
+ * route -1 when there is none (the original destination). Route indexes are only
+ * meaningful in the table generation `gen` (the worker counts its swaps). */
+typedef struct px_backend_ref {
+    int32_t route;
+    int32_t backend;
+    uint32_t gen;
+} px_backend_ref;
+
 typedef enum px_state {
     PX_S_SNIFF = 0,
     PX_S_RAW,
@@ -84,6 +93,11 @@ typedef struct px_session {
     px_timer timer;
     int up_error; /* errno of a failed upstream connect, 0 if none */
     bool lazy;    /* no upstream connect yet: the destination is routed (per request) */
+    /* Opaque TCP to a routed service address: the backend `up` connects to, the ones
+     * that refused this connection, and how many times it was retried. */
+    px_backend_ref via;
+    uint64_t tried;
+    unsigned retries;
     bool draining;
     struct px_http *http;
 } px_session;
@@ -119,7 +133,16 @@ void px_session_linger(px_session *s);
 void px_session_drain(px_session *s);
 
 /* Arms the session timer in the worker queue for `kind`. */
-enum { PX_T_SNIFF, PX_T_CONNECT, PX_T_HEADER, PX_T_IDLE, PX_T_HTTP_IDLE, PX_T_LINGER };
+enum {
+    PX_T_SNIFF,
+    PX_T_CONNECT,
+    PX_T_HEADER,
+    PX_T_IDLE,
+    PX_T_HTTP_IDLE,
+    PX_T_LINGER,
+    PX_T_REQUEST, /* the HTTP state's own timer (l7.h), not the session's */
+    PX_T_COUNT,
+};
 void px_session_timer(px_session *s, int kind);
 
 /* Counts bytes moved for metrics: `e` is the socket read from or written to. */

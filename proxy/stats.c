@@ -86,7 +86,7 @@ void px_stats_init(void)
                 "Requests sent again to a route backend: after a failed connect, a 503, or a "
                 "connection closed before any answer.",
                 rl[d][r], NS_METRIC_COUNTER);
-        def(&s->retries_refused, "nutshell_proxy_retries_budget_exhausted_total",
+        def(&s->retry_denied, "nutshell_proxy_retries_budget_exhausted_total",
             "Retries not made because the retry budget was spent (the client got the failure).",
             dl[d], NS_METRIC_COUNTER);
         s->latency.bounds = ns_latency_buckets;
@@ -114,8 +114,7 @@ void px_stats_init(void)
         "own).",
         NULL, NS_METRIC_COUNTER);
     def(&px_st.ejected, "nutshell_proxy_outlier_ejected_backends",
-        "Route backend ejections in force now, summed over worker threads.", NULL,
-        NS_METRIC_GAUGE);
+        "Route backend ejections in force now, summed over worker threads.", NULL, NS_METRIC_GAUGE);
     def(&px_st.draining, "nutshell_proxy_draining", "1 while the proxy drains before exiting.",
         NULL, NS_METRIC_GAUGE);
     def(&px_st.build, "nutshell_proxy_build_info", "Build of nutshell-proxy.",

@@ -36,9 +36,10 @@ typedef struct px_dir_stats {
     ns_metric timeouts_hdr;   /* request heads not complete in time */
     ns_metric timeouts_idle;  /* connections closed for idleness */
     ns_metric timeouts_req;   /* requests answered 504 after --request-timeout */
-    ns_metric retries[PX_RETRY_NREASONS]; /* retries made, by reason */
-    ns_metric retries_refused;            /* retries the budget refused */
+    ns_metric retry_denied;   /* retries the budget refused */
     ns_metric latency;        /* request duration histogram */
+    /* Retries made, by px_retry_reason. */
+    ns_metric retries[PX_RETRY_NREASONS];
 } px_dir_stats;
 
 typedef struct px_stats {

@@ -3,6 +3,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "routing.h"
 #include "trace.h"
 
 #include <errno.h>
@@ -84,12 +85,33 @@ static void accept_cb(px_io *io, uint32_t events)
     }
 }
 
+static void health_free(px_outlier **health, size_t n)
+{
+    if (!health)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(health[i]);
+    free(health);
+}
+
 static void update_free(px_routes_update *u)
 {
     if (u) {
+        health_free(u->health, u->t ? u->t->nroutes : 0);
         px_routes_free(u->t);
         free(u);
     }
+}
+
+/* Moves this worker's share of the ejected-backends gauge to what its states hold. */
+static void recount_ejected(px_worker *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; w->health && w->routes && i < w->routes->nroutes; i++)
+        if (w->health[i])
+            n += px_outlier_pending(w->health[i]);
+    px_stat_add(&px_st.ejected, (int64_t)n - (int64_t)w->nejected);
+    w->nejected = n;
 }
 
 static void adopt_routes(px_worker *w)
@@ -98,13 +120,146 @@ static void adopt_routes(px_worker *w)
     if (!u)
         return;
     px_routes *next = u->t;
+    px_outlier **health = u->health;
     free(u);
     /* Unchanged routes keep their round-robin position, so a reload that does not touch
-     * a route does not skew its split. */
-    if (next)
+     * a route does not skew its split; a backend that is still there keeps its failure
+     * count and ejection. */
+    if (next) {
         px_routes_adopt_state(next, w->routes);
+        px_outlier_adopt(health, next, w->health, w->routes);
+    }
+    health_free(w->health, w->routes ? w->routes->nroutes : 0);
     px_routes_free(w->routes);
     w->routes = next;
+    w->health = next ? health : NULL;
+    if (!next)
+        free(health);
+    w->routes_gen++;
+    recount_ejected(w);
+}
+
+/* ---------------------------------------------------------------- backend health */
+
+static void backend_name(const px_backend *b, char *out, size_t len)
+{
+    if (b->port)
+        snprintf(out, len, "%s:%u", b->host, b->port);
+    else
+        snprintf(out, len, "%s", b->host);
+}
+
+/* The backends of route i ejected now; logs those that came back. */
+static uint64_t ejected_now(px_worker *w, size_t i)
+{
+    px_outlier *o = w->health ? w->health[i] : NULL;
+    if (!o)
+        return 0;
+    uint64_t back = 0;
+    uint64_t mask = px_outlier_update(o, w->loop.now_ms, &back);
+    for (size_t k = 0; back && k < o->n; k++) {
+        if (!((back >> k) & 1))
+            continue;
+        const px_route *r = &w->routes->routes[i];
+        char name[PX_ROUTE_HOST_MAX + 8], id[16];
+        backend_name(&r->backends[k], name, sizeof(name));
+        snprintf(id, sizeof(id), "%u", w->id);
+        ns_log(NS_LOG_INFO, "route backend back from ejection", "route", r->host, "backend", name,
+               "worker", id, NULL);
+        px_stat_add(&px_st.ejected, -1);
+        if (w->nejected)
+            w->nejected--;
+    }
+    return mask;
+}
+
+/* Once a second while something is ejected: ejections end on time in the logs and the
+ * gauge even when no request looks at the route. */
+static void sweep_health(px_worker *w)
+{
+    if (!w->nejected || w->loop.now_ms < w->sweep_ms || !w->routes)
+        return;
+    w->sweep_ms = w->loop.now_ms + 1000;
+    for (size_t i = 0; w->health && i < w->routes->nroutes; i++)
+        if (w->health[i])
+            ejected_now(w, i);
+}
+
+px_route *px_worker_route(px_worker *w, const px_backend_ref *ref)
+{
+    if (ref->route < 0 || ref->gen != w->routes_gen || !w->routes ||
+        (size_t)ref->route >= w->routes->nroutes)
+        return NULL;
+    return &w->routes->routes[ref->route];
+}
+
+int px_worker_pick(px_worker *w, px_route *r, uint64_t tried, const struct sockaddr_storage *orig,
+                   px_backend_ref *ref, struct sockaddr_storage *out, char *label, size_t labellen)
+{
+    size_t i = (size_t)(r - w->routes->routes);
+    int b = px_route_target(r, ejected_now(w, i), tried, orig, out, label, labellen);
+    if (b < 0)
+        return b;
+    ref->route = (int32_t)i;
+    ref->backend = b;
+    ref->gen = w->routes_gen;
+    return 0;
+}
+
+int px_worker_retry(px_worker *w, px_dir dir, px_retry_reason why, const px_retry_req *rr,
+                    const struct sockaddr_storage *orig, px_backend_ref *via, uint64_t *tried,
+                    struct sockaddr_storage *out, char *label, size_t labellen)
+{
+    px_route *r = px_worker_route(w, via);
+    if (!r || !px_retry_allowed(why, rr, w->px->cfg.max_retries))
+        return -1;
+    if (!px_budget_try_retry(&w->budget, w->loop.now_ms)) {
+        px_stat_add(&px_st.dir[dir].retry_denied, 1);
+        return -1;
+    }
+    if (via->backend >= 0 && via->backend < 64)
+        *tried |= 1ull << via->backend;
+    if (px_worker_pick(w, r, *tried, orig, via, out, label, labellen) != 0)
+        return -1;
+    px_stat_add(&px_st.dir[dir].retries[why], 1);
+    return 0;
+}
+
+void px_worker_backend_result(px_worker *w, const px_backend_ref *ref, bool ok)
+{
+    px_route *r = px_worker_route(w, ref);
+    if (!r || !w->health)
+        return;
+    px_outlier *o = w->health[ref->route];
+    if (ok) {
+        if (o)
+            px_outlier_success(o, (size_t)ref->backend, w->loop.now_ms);
+        return;
+    }
+    if (!o) {
+        /* A route's first failure: until then its state costs nothing. */
+        o = malloc(sizeof(*o));
+        if (!o)
+            return;
+        int64_t base = w->px->cfg.ejection_time_ms;
+        px_outlier_cfg oc = {.base_ms = base, .max_ms = 10 * base};
+        px_outlier_init(o, r->nbackends, &oc);
+        w->health[ref->route] = o;
+    }
+    ejected_now(w, (size_t)ref->route); /* report returns before a new ejection */
+    if (!px_outlier_failure(o, (size_t)ref->backend, w->loop.now_ms))
+        return;
+    const px_outlier_host *h = &o->hosts[ref->backend];
+    char name[PX_ROUTE_HOST_MAX + 8], id[16], dur[32], fails[16];
+    backend_name(&r->backends[ref->backend], name, sizeof(name));
+    snprintf(id, sizeof(id), "%u", w->id);
+    snprintf(dur, sizeof(dur), "%.1fs", (double)(h->until_ms - w->loop.now_ms) / 1000);
+    snprintf(fails, sizeof(fails), "%u", o->cfg.consecutive);
+    ns_log(NS_LOG_WARN, "route backend ejected after consecutive failures", "route", r->host,
+           "backend", name, "failures", fails, "for", dur, "worker", id, NULL);
+    px_stat_add(&px_st.ejections, 1);
+    px_stat_add(&px_st.ejected, 1);
+    w->nejected++;
 }
 
 static void start_drain(px_worker *w)
@@ -157,6 +312,7 @@ static void *worker_main(void *arg)
             break;
         }
         free_dead(w);
+        sweep_health(w);
         if (!w->draining)
             continue;
         if (w->nsessions == 0)
@@ -201,6 +357,7 @@ static int worker_init(px_proxy *px, px_worker *w, unsigned id)
     if (rc)
         return rc;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    px_budget_init(&w->budget, NULL);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng))
         w->rng = (uint64_t)px_now_ns() ^ ((uint64_t)id << 32);
     return 0;
@@ -283,8 +440,9 @@ int px_workers_set_routes(px_proxy *px, const px_routes *t)
         ups[i] = calloc(1, sizeof(px_routes_update));
         if (ups[i] && t) {
             ups[i]->t = px_routes_dup(t);
-            if (!ups[i]->t) {
-                free(ups[i]);
+            ups[i]->health = calloc(t->nroutes ? t->nroutes : 1, sizeof(px_outlier *));
+            if (!ups[i]->t || !ups[i]->health) {
+                update_free(ups[i]);
                 ups[i] = NULL;
             }
         }
@@ -325,7 +483,10 @@ void px_workers_destroy(px_proxy *px)
             close(w->wake.fd);
         if (w->reserve_fd >= 0)
             close(w->reserve_fd);
+        health_free(w->health, w->routes ? w->routes->nroutes : 0);
+        w->health = NULL;
         px_routes_free(w->routes);
+        w->routes = NULL;
         update_free(atomic_exchange(&w->next_routes, NULL));
         px_loop_close(&w->loop);
     }

@@ -8,8 +8,11 @@
 #   server pod (npx-srv-PID): eth0 10.233.0.2/24 fd00:233::2/64
 # Both pods are meshed as the injector does it: nutshell-init's rules, and nutshell-proxy running
 # as UID 1337. The server pod runs the app: HTTP/1.1 on 8080 ("main"), 8081 ("v1"), 8082 ("v2"),
-# a TCP echo on 9000 and a server-first echo on 9001 (python3). Every client connection goes
-# app -> client proxy (15001) -> server proxy (15006) -> app, so each check crosses both proxies.
+# 8083 (answers 503 to everything), a TCP echo on 9000 and a server-first echo on 9001 (python3).
+# Every client connection goes app -> client proxy (15001) -> server proxy (15006) -> app, so
+# each check crosses both proxies. Failing route backends for retries and outlier ejection: the
+# 503 server; port 15090 of the server pod (not captured, nothing listens: the client proxy's
+# connect is refused); port 7777 (captured, nothing listens: the server proxy resets or 503s).
 # The client proxy splices opaque TCP, the server proxy copies it (--splice=off): both paths run.
 # Exits 77 (skip) without root, iptables-legacy or python3.
 # `cond && pass ... || fail ...` is safe in this file: pass only echoes and counts.
@@ -91,7 +94,10 @@ for ns in "$CLI" "$SRV"; do
 done
 pass "nutshell-init programmed both pods"
 
-# Two routes: "reviews" by its service address (and port 80), "ratings" by Host only.
+# Two routes: "reviews" by its service address (and port 80), "ratings" by Host only. Four more,
+# by Host, with failing backends: "flaky" (one backend refuses connections), "shaky" (one answers
+# 503), "closed" (one is a closed port behind the server's sidecar), "down" (only the 503 server);
+# and "echo" by address, for opaque TCP, whose first backend refuses connections.
 write_routes() { # VERSION REVIEWS_V1_WEIGHT REVIEWS_V2_WEIGHT
   cat >"$TMP/routes.json" <<JSON
 {"version": $1, "routes": [
@@ -102,7 +108,25 @@ write_routes() { # VERSION REVIEWS_V1_WEIGHT REVIEWS_V2_WEIGHT
  {"host": "ratings.default.svc.cluster.local",
   "backends": [
    {"host": "ratings-v1.default.svc.cluster.local", "port": 8081, "address": "10.233.0.2", "weight": 1},
-   {"host": "ratings-v2.default.svc.cluster.local", "port": 8082, "address": "10.233.0.2", "weight": 3}]}]}
+   {"host": "ratings-v2.default.svc.cluster.local", "port": 8082, "address": "10.233.0.2", "weight": 3}]},
+ {"host": "flaky.default.svc.cluster.local",
+  "backends": [
+   {"host": "dead.default.svc.cluster.local", "port": 15090, "address": "10.233.0.2"},
+   {"host": "flaky-v1.default.svc.cluster.local", "port": 8081, "address": "10.233.0.2"}]},
+ {"host": "shaky.default.svc.cluster.local",
+  "backends": [
+   {"host": "unavailable.default.svc.cluster.local", "port": 8083, "address": "10.233.0.2"},
+   {"host": "shaky-v2.default.svc.cluster.local", "port": 8082, "address": "10.233.0.2"}]},
+ {"host": "closed.default.svc.cluster.local",
+  "backends": [
+   {"host": "closed.default.svc.cluster.local", "port": 7777, "address": "10.233.0.2"},
+   {"host": "closed-v1.default.svc.cluster.local", "port": 8081, "address": "10.233.0.2"}]},
+ {"host": "down.default.svc.cluster.local",
+  "backends": [{"host": "down-only.default.svc.cluster.local", "port": 8083, "address": "10.233.0.2"}]},
+ {"host": "echo.default.svc.cluster.local", "addresses": ["10.233.100.2"],
+  "backends": [
+   {"host": "dead.default.svc.cluster.local", "port": 15090, "address": "10.233.0.2"},
+   {"host": "echo-v1.default.svc.cluster.local", "port": 9000, "address": "10.233.0.2"}]}]}
 JSON
   chmod 644 "$TMP/routes.json"
 }
@@ -110,18 +134,23 @@ write_routes 1 90 10
 
 # Background processes start without a shell function in between, so that $! (and the
 # cleanup's `jobs -p`) is the program itself: ip netns exec, setpriv and env all exec.
-ip netns exec "$SRV" "$PY" "$NETNS_DIR/app_server.py" 8080:main 8081:v1 8082:v2 echo=9000 banner=9001 \
+ip netns exec "$SRV" "$PY" "$NETNS_DIR/app_server.py" 8080:main 8081:v1 8082:v2 fail=8083 echo=9000 banner=9001 \
   >"$TMP/app.log" 2>&1 &
 # --sniff-timeout=3s: a server-first banner must arrive long before it (no detection delay).
+# The client proxy retries with the defaults (2 per request, the default budget), gives up on a
+# response head after 3 s and ejects failing backends for 6 s; a second one, started near the
+# end, does not retry.
 ip netns exec "$SRV" "${AS_PROXY[@]}" "$PROXY" --splice=off --sniff-timeout=3s >"$TMP/server-proxy.log" 2>&1 &
 SPROXY=$!
-ip netns exec "$CLI" "${AS_PROXY[@]}" env POD_NAMESPACE=default "$PROXY" --concurrency=2 \
-  --header-timeout=2s --drain-timeout=5s --sniff-timeout=3s "--routes-file=$TMP/routes.json" >"$TMP/client-proxy.log" 2>&1 &
+CLIENT_PROXY_ARGS=(--concurrency=2 --header-timeout=2s --drain-timeout=5s --sniff-timeout=3s
+  "--routes-file=$TMP/routes.json")
+ip netns exec "$CLI" "${AS_PROXY[@]}" env POD_NAMESPACE=default "$PROXY" "${CLIENT_PROXY_ARGS[@]}" \
+  --request-timeout=3s --ejection-time=6s >"$TMP/client-proxy.log" 2>&1 &
 CPROXY=$!
 
 C "$PROXY" wait --timeout=10s && S "$PROXY" wait --timeout=10s &&
   pass "nutshell-proxy wait: both proxies ready on /healthz/ready" || fail "proxies not ready"
-for p in 8080 8081 8082 9000 9001; do
+for p in 8080 8081 8082 8083 9000 9001; do
   wait_for 10 S "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $p), 1)" ||
     fail "the test app is not listening on $p: $(cat "$TMP/app.log")"
 done
@@ -132,6 +161,24 @@ metric() { # NS SERIES: the value of one exposition line, 0 if absent
 }
 OUT='direction="outbound"'
 IN='direction="inbound"'
+R_CONNECT="nutshell_proxy_retries_total{$OUT,reason=\"connect\"}"
+R_503="nutshell_proxy_retries_total{$OUT,reason=\"503\"}"
+R_RESET="nutshell_proxy_retries_total{$OUT,reason=\"reset\"}"
+R_REFUSED="nutshell_proxy_retries_budget_exhausted_total{$OUT}"
+AT_FAIL="nutshell_proxy_requests_total{$IN,code=\"503\",destination=\"10.233.0.2:8083\"}"
+
+# ---------------------------------------------------------------- retry budget
+# First, while the client proxy's budget is fresh (the floor of 30 retries per 10 s, plus 20 % of
+# the requests): 25 GETs to a route whose only backend answers 503. Each asks for 2 retries; the
+# budget grants 30 to 35 of the 50, refuses the rest, and every client gets the 503.
+out=$(client rounds 10.233.0.2 8080 down 25 1)
+d=$(metric "$CLI" "$R_503")
+e=$(metric "$CLI" "$R_REFUSED")
+seen=$(metric "$SRV" "$AT_FAIL")
+[ "$out" = "round=1 s503=25" ] && [ "$d" -ge 30 ] && [ "$d" -le 35 ] && [ "$e" -ge 5 ] &&
+  [ "$seen" -eq $((25 + d)) ] &&
+  pass "retry budget: 25 GETs to an all-503 route, $d retries granted, $e refused, each client got the 503, the backend saw $seen" ||
+  fail "retry budget: $out, retries $d, refused $e, backend saw $seen"
 
 # ---------------------------------------------------------------- HTTP through both proxies
 out=$(C curl -sS -m 10 http://10.233.0.2:8080/hello 2>&1)
@@ -300,6 +347,128 @@ code=$(C curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST http://10.233.0.2:1
 C curl -s -m 5 http://127.0.0.1:15020/stats | grep -q '^outbound.requests_total: [1-9]' &&
   pass "/stats answers in plain text" || fail "/stats"
 
+# ---------------------------------------------------------------- failing backends
+# "flaky": one backend refuses connections. On one connection (one worker): every GET answers
+# 200, the 5 that were sent to the dead backend are retried on the other one, then it is
+# ejected and gets no more. The route table is then reloaded with "flaky" unchanged: the
+# ejection survives the swap (no new retry).
+ej0=$(metric "$CLI" nutshell_proxy_outlier_ejections_total)
+c0=$(metric "$CLI" "$R_CONNECT")
+client rounds 10.233.0.2 8080 flaky 20 2 "$TMP/go" >"$TMP/flaky.out" 2>&1 &
+FLAKY=$!
+wait_for 15 grep -q '^round=1' "$TMP/flaky.out" || true
+c1=$(metric "$CLI" "$R_CONNECT")
+ej1=$(metric "$CLI" nutshell_proxy_outlier_ejections_total)
+gauge=$(metric "$CLI" nutshell_proxy_outlier_ejected_backends)
+[ "$(sed -n 1p "$TMP/flaky.out")" = "round=1 v1=20" ] && [ $((c1 - c0)) -eq 5 ] && [ $((ej1 - ej0)) -eq 1 ] &&
+  [ "$gauge" -ge 1 ] &&
+  pass "connect refused by one backend: 20 GETs all 200, 5 retried to the other backend, then it was ejected (ejections +1, gauge $gauge)" ||
+  fail "flaky route: $(sed -n 1p "$TMP/flaky.out"), connect retries $c0 -> $c1, ejections $ej0 -> $ej1, gauge $gauge"
+grep -q 'route backend ejected after consecutive failures.*dead.default.svc.cluster.local:15090' "$TMP/client-proxy.log" &&
+  pass "the ejection is logged with the route backend" || fail "no log line for the ejection"
+write_routes 3 40 60
+kill -HUP "$CPROXY"
+wait_for 5 test "$(metric "$CLI" nutshell_proxy_routes_version)" = 3 || true
+touch "$TMP/go.2"
+wait "$FLAKY"
+c2=$(metric "$CLI" "$R_CONNECT")
+[ "$(sed -n 2p "$TMP/flaky.out")" = "round=2 v1=20" ] && [ "$c2" -eq "$c1" ] &&
+  [ "$(metric "$CLI" nutshell_proxy_routes_version)" = 3 ] &&
+  pass "after a route table reload the dead backend is still ejected: 20 more GETs, no retry" ||
+  fail "after reload: $(sed -n 2p "$TMP/flaky.out"), connect retries $c1 -> $c2"
+
+# "shaky": one backend answers 503 to everything; GETs are retried on the other one.
+r0=$(metric "$CLI" "$R_503")
+seen0=$(metric "$SRV" "$AT_FAIL")
+out=$(client rounds 10.233.0.2 8080 shaky 20 1)
+r1=$(metric "$CLI" "$R_503")
+seen1=$(metric "$SRV" "$AT_FAIL")
+[ "$out" = "round=1 v2=20" ] && [ $((r1 - r0)) -eq 5 ] && [ $((seen1 - seen0)) -eq 5 ] &&
+  pass "503 from one backend: 20 GETs all 200, the 5 that got a 503 retried on the healthy backend, then it was ejected" ||
+  fail "shaky route: $out, 503 retries $r0 -> $r1, 503s served $seen0 -> $seen1"
+
+# "closed": one backend is a pod whose app is gone: its sidecar accepts, then resets or answers
+# 503 (the reset may even come with the connect's completion). Through both sidecars, the client
+# sees none of it.
+retries() { echo $(($(metric "$CLI" "$R_CONNECT") + $(metric "$CLI" "$R_RESET") + $(metric "$CLI" "$R_503"))); }
+x0=$(retries)
+out=$(client rounds 10.233.0.2 8080 closed 20 1)
+x1=$(retries)
+[ "$out" = "round=1 v1=20" ] && [ $((x1 - x0)) -eq 5 ] &&
+  pass "a backend pod without its app (reset or 503 from its sidecar): 20 GETs all 200, 5 retried, then ejected" ||
+  fail "closed route: $out, retries $x0 -> $x1"
+
+# "down": its only backend answers 503 (never ejected: that would leave nothing). A GET is sent
+# three times (2 retries) and the client gets the 503; a POST with a body is sent once.
+r0=$(metric "$CLI" "$R_503")
+seen0=$(metric "$SRV" "$AT_FAIL")
+out=$(client rounds 10.233.0.2 8080 down 1 1)
+r1=$(metric "$CLI" "$R_503")
+seen1=$(metric "$SRV" "$AT_FAIL")
+[ "$out" = "round=1 s503=1" ] && [ $((r1 - r0)) -eq 2 ] && [ $((seen1 - seen0)) -eq 3 ] &&
+  pass "a single 503 backend: a GET tried 3 times (--max-retries=2), the client gets the 503" ||
+  fail "down route GET: $out, retries $r0 -> $r1, served $seen0 -> $seen1"
+out=$(client raw 10.233.0.2 8080 'POST /x HTTP/1.1\r\nHost: down\r\nContent-Length: 5\r\n\r\nhello')
+r2=$(metric "$CLI" "$R_503")
+seen2=$(metric "$SRV" "$AT_FAIL")
+[ "$out" = "status=503 connection=" ] && [ "$r2" -eq "$r1" ] && [ $((seen2 - seen1)) -eq 1 ] &&
+  pass "a POST with a body to the 503 backend is not retried: sent once, the client gets the 503" ||
+  fail "down route POST: $out, retries $r1 -> $r2, served $seen1 -> $seen2"
+
+# Opaque TCP to a routed address: a refused connect goes to the other backend before any byte is
+# sent. Each worker alternates its picks and starts with the dead backend: 6 connections over 2
+# workers make 3 to 6 retries.
+c0=$(metric "$CLI" "$R_CONNECT")
+ok=0
+for _ in 1 2 3 4 5 6; do
+  [ "$(client echo 10.233.100.2 9000 20000)" = "sent=20000 received=20000 same=True" ] && ok=$((ok + 1))
+done
+c1=$(metric "$CLI" "$R_CONNECT")
+[ "$ok" -eq 6 ] && [ $((c1 - c0)) -ge 3 ] && [ $((c1 - c0)) -le 6 ] &&
+  pass "opaque TCP to a routed address with a dead backend: 6 echoes exact, $((c1 - c0)) connects retried" ||
+  fail "routed TCP: $ok of 6 echoes exact, connect retries $c0 -> $c1"
+
+# --request-timeout=3s: /slow?s=5 answers after 5 s. (3 s, not less: a first IPv6
+# connection between the namespaces can take a second, neighbour discovery included.)
+t0=$(metric "$CLI" "nutshell_proxy_request_timeouts_total{$OUT}")
+out=$(C curl -s -m 10 -o /dev/null -w '%{http_code} %{time_total}' 'http://10.233.0.2:8080/slow?s=5')
+t1=$(metric "$CLI" "nutshell_proxy_request_timeouts_total{$OUT}")
+secs=${out#* }
+if [ "${out%% *}" = 504 ] && awk -v a="$secs" 'BEGIN { exit !(a >= 2.9 && a < 4.5) }' &&
+  [ $((t1 - t0)) -eq 1 ]; then
+  pass "no response head within --request-timeout=3s: 504 after $secs s, counted"
+else fail "request timeout: $out, timeouts $t0 -> $t1"; fi
+
+# Ejections end after --ejection-time=6s (more for a backend ejected again): the gauge goes
+# back to 0 with a log line for each, without any request to look.
+wait_for 20 test "$(metric "$CLI" nutshell_proxy_outlier_ejected_backends)" = 0 || true
+gauge=$(metric "$CLI" nutshell_proxy_outlier_ejected_backends)
+backs=$(grep -c 'route backend back from ejection' "$TMP/client-proxy.log")
+ejs=$(metric "$CLI" nutshell_proxy_outlier_ejections_total)
+[ "$gauge" = 0 ] && [ "$backs" -eq "$ejs" ] && [ "$ejs" -ge 3 ] &&
+  pass "every ejection ended on time: gauge 0, $backs return lines for $ejs ejections" ||
+  fail "ejections: gauge $gauge, $backs returns logged, $ejs ejections"
+
+# A second client proxy with --max-retries=0: the failures reach the client.
+kill -TERM "$CPROXY"
+wait "$CPROXY"
+rc=$?
+[ $rc -eq 0 ] && pass "first client proxy drained and exited 0" || fail "first client proxy exit: $rc"
+ip netns exec "$CLI" "${AS_PROXY[@]}" env POD_NAMESPACE=default "$PROXY" "${CLIENT_PROXY_ARGS[@]}" \
+  --max-retries=0 >"$TMP/client-proxy2.log" 2>&1 &
+CPROXY=$!
+C "$PROXY" wait --timeout=10s || fail "second client proxy not ready"
+out=$(client rounds 10.233.0.2 8080 flaky 10 1)
+grep -q 's503=' <<<"$out" && grep -q 'v1=' <<<"$out" && [ "$(metric "$CLI" "$R_CONNECT")" = 0 ] &&
+  pass "--max-retries=0: a refused connect is answered 503, not retried ($out)" ||
+  fail "--max-retries=0, flaky: $out, connect retries $(metric "$CLI" "$R_CONNECT")"
+seen0=$(metric "$SRV" "$AT_FAIL")
+out=$(client rounds 10.233.0.2 8080 down 1 1)
+seen1=$(metric "$SRV" "$AT_FAIL")
+[ "$out" = "round=1 s503=1" ] && [ $((seen1 - seen0)) -eq 1 ] && [ "$(metric "$CLI" "$R_503")" = 0 ] &&
+  pass "--max-retries=0: a 503 goes to the client as it is, sent once" ||
+  fail "--max-retries=0, down: $out, served $seen0 -> $seen1"
+
 # ---------------------------------------------------------------- drain
 ip netns exec "$CLI" curl -sS -m 10 -o "$TMP/slow.out" http://10.233.0.2:8080/slow &
 SLOW=$!
@@ -323,9 +492,10 @@ code=$(S curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:15
 wait "$SPROXY"
 rc=$?
 [ "$code" = 200 ] && [ $rc -eq 0 ] && pass "/quitquitquit from the pod: 200, then exit 0" || fail "quitquitquit: code=$code rc=$rc"
-if grep -qiE 'AddressSanitizer|runtime error|LeakSanitizer' "$TMP/client-proxy.log" "$TMP/server-proxy.log"; then
+if grep -qiE 'AddressSanitizer|runtime error|LeakSanitizer' "$TMP/client-proxy.log" "$TMP/client-proxy2.log" \
+  "$TMP/server-proxy.log"; then
   fail "sanitizer reports:"
-  cat "$TMP/client-proxy.log" "$TMP/server-proxy.log" >&2
+  cat "$TMP/client-proxy.log" "$TMP/client-proxy2.log" "$TMP/server-proxy.log" >&2
 fi
 
 finish_tests

@@ -1,5 +1,6 @@
 # The test app of the network-namespace suites (netns_proxy.sh, mesh_canary_test.sh): HTTP/1.1
-# servers that answer /hello with their name, a TCP echo, a server-first echo.
+# servers that answer /hello with their name, a TCP echo, a server-first echo, and servers that
+# answer every request 503 (an overloaded or broken backend).
 import socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,8 +34,8 @@ class H(BaseHTTPRequestHandler):
         elif p == "/headers":
             body = "".join("%s: %s\n" % (k.lower(), v) for k, v in self.headers.items())
             self.send_body(200, body.encode())
-        elif p.startswith("/slow"):
-            time.sleep(1.5)
+        elif p.startswith("/slow"):  # 1.5 s, or /slow?s=SECONDS
+            time.sleep(float(p.split("?s=", 1)[1]) if "?s=" in p else 1.5)
             self.send_body(200, b"slow done\n")
         elif p == "/upgrade" and self.headers.get("Upgrade") == "echo":
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
@@ -66,6 +67,24 @@ class H(BaseHTTPRequestHandler):
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_body(200, body)
 
+class Unavailable(BaseHTTPRequestHandler):
+    """Reads each request whole, then answers 503 and keeps the connection."""
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def log_message(self, *a):
+        pass
+    def answer(self):
+        n = int(self.headers.get("Content-Length", "0") or "0")
+        if n:
+            self.rfile.read(n)
+        body = b"unavailable\n"
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = answer
+
 class Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
     def server_bind(self):
@@ -75,8 +94,8 @@ class Server(ThreadingHTTPServer):
 class Server4(ThreadingHTTPServer):
     address_family = socket.AF_INET
 
-def http(port, name, addr=None):
-    s = Server4((addr, port), H) if addr else Server(("::", port), H)
+def http(port, name, addr=None, handler=H):
+    s = Server4((addr, port), handler) if addr else Server(("::", port), handler)
     s.daemon_threads = True
     s.name = name
     s.serve_forever()
@@ -104,10 +123,13 @@ def echo(port, banner):
         c, _ = s.accept()
         threading.Thread(target=echo_conn, args=(c, banner), daemon=True).start()
 
-# usage: app_server.py [IPV4:]HTTP_PORT:NAME... echo=PORT banner=PORT
-# (with IPV4 the server listens on that address only, so one port can serve several names)
+# usage: app_server.py [IPV4:]HTTP_PORT:NAME... echo=PORT banner=PORT fail=PORT
+# (with IPV4 the server listens on that address only, so one port can serve several names;
+# fail=PORT answers every request 503)
 for a in sys.argv[1:]:
-    if a.startswith("echo="):
+    if a.startswith("fail="):
+        threading.Thread(target=http, args=(int(a[5:]), "fail", None, Unavailable), daemon=True).start()
+    elif a.startswith("echo="):
         threading.Thread(target=echo, args=(int(a[5:]), None), daemon=True).start()
     elif a.startswith("banner="):
         threading.Thread(target=echo, args=(int(a[7:]), b"220 banner\r\n"), daemon=True).start()

@@ -72,6 +72,33 @@ def main():
             name = b.decode().split()[-1]
             counts[name] = counts.get(name, 0) + 1
         print(" ".join("%s=%d" % kv for kv in sorted(counts.items())))
+    elif cmd == "rounds":  # ROUNDS x N GETs of /hello, one connection (a new one only after the
+        # server closed it); counts answers by server name, or "sCODE" for other statuses; before
+        # round k > 1 waits (<= 30 s) for the file GO.k, after each round prints a line
+        hosthdr, n, rounds, go = args[0], int(args[1]), int(args[2]), args[3] if len(args) > 3 else ""
+        s, r = None, None
+        for k in range(1, rounds + 1):
+            if k > 1 and go:
+                t_end = time.time() + 30
+                while not os.path.exists("%s.%d" % (go, k)):
+                    if time.time() > t_end:
+                        print("round=%d never started" % k)
+                        return 1
+                    time.sleep(0.02)
+            counts = {}
+            for _ in range(n):
+                if s is None:
+                    s = conn(host, port)
+                    r = Reader(s)
+                s.sendall(get("/hello", hosthdr))
+                st, h, b = r.response()
+                name = b.decode().split()[-1] if st == 200 else "s%d" % st
+                counts[name] = counts.get(name, 0) + 1
+                if h.get("connection", "").lower() == "close":
+                    s.close()
+                    s = None
+            print("round=%d %s" % (k, " ".join("%s=%d" % kv for kv in sorted(counts.items()))),
+                  flush=True)
     elif cmd == "steady":  # one connection, a request every 20 ms until STOPFILE exists (at most
         # 600 s): is a connection dropped while route tables change under it? No request is
         # sent while PAUSEFILE exists (so that another client can measure a split alone).

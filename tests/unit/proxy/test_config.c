@@ -60,6 +60,9 @@ static void test_defaults(void)
     NS_ASSERT_INT_EQ(c.header_timeout_ms, 30 * 1000);
     NS_ASSERT_INT_EQ(c.sniff_timeout_ms, 1000);
     NS_ASSERT_INT_EQ(c.drain_timeout_ms, 5000);
+    NS_ASSERT_INT_EQ(c.request_timeout_ms, 0);
+    NS_ASSERT_INT_EQ(c.max_retries, 2);
+    NS_ASSERT_INT_EQ(c.ejection_time_ms, 30000);
     CU_ASSERT_TRUE(c.splice);
     CU_ASSERT_TRUE(c.trace);
     NS_ASSERT_STR_EQ(c.routes_file, "");
@@ -115,6 +118,10 @@ static void test_numbers(void)
     NS_ASSERT_INT_EQ(c.max_connections, 1000000);
     NS_ASSERT_INT_EQ(c.max_head, 1048576);
     NS_ASSERT_INT_EQ(c.buffer_size, 1024);
+    NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, "--max-retries=0"), 0);
+    NS_ASSERT_INT_EQ(c.max_retries, 0);
+    NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, "--max-retries", "10"), 0);
+    NS_ASSERT_INT_EQ(c.max_retries, 10);
 }
 
 static void test_durations(void)
@@ -148,7 +155,7 @@ static void test_durations(void)
     ns_err err;
     NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, "--connect-timeout=250ms", "--idle-timeout=2m",
                            "--http-idle-timeout=1h", "--header-timeout=10", "--sniff-timeout=0ms",
-                           "--drain-timeout", "0s"),
+                           "--drain-timeout", "0s", "--request-timeout=1500ms"),
                      0);
     NS_ASSERT_INT_EQ(c.connect_timeout_ms, 250);
     NS_ASSERT_INT_EQ(c.idle_timeout_ms, 120000);
@@ -157,6 +164,14 @@ static void test_durations(void)
     /* Zero is allowed where it has a meaning: decide at once, reset at once. */
     NS_ASSERT_INT_EQ(c.sniff_timeout_ms, 0);
     NS_ASSERT_INT_EQ(c.drain_timeout_ms, 0);
+    NS_ASSERT_INT_EQ(c.request_timeout_ms, 1500);
+    /* No request timeout at all (the default): long polls and streams are left alone. */
+    NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, "--request-timeout=15s", "--request-timeout=0"), 0);
+    NS_ASSERT_INT_EQ(c.request_timeout_ms, 0);
+    NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, "--ejection-time=1ms"), 0);
+    NS_ASSERT_INT_EQ(c.ejection_time_ms, 1);
+    NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, "--ejection-time", "24h"), 0);
+    NS_ASSERT_INT_EQ(c.ejection_time_ms, 24 * 3600 * 1000);
 }
 
 static void test_bools_paths_logs(void)
@@ -258,6 +273,12 @@ static void test_bad_values(void)
         {"--header-timeout=-1s", "--header-timeout: \"-1s\" is not a duration"},
         {"--sniff-timeout=1.5s", "--sniff-timeout: \"1.5s\" is not a duration"},
         {"--drain-timeout=forever", "--drain-timeout: \"forever\" is not a duration"},
+        {"--request-timeout=-1s", "--request-timeout: \"-1s\" is not a duration"},
+        {"--request-timeout=", "--request-timeout: \"\" is not a duration"},
+        {"--max-retries=11", "--max-retries: \"11\" is not a number from 0 to 10"},
+        {"--max-retries=-1", "--max-retries: \"-1\" is not a number from 0 to 10"},
+        {"--max-retries=two", "--max-retries: \"two\" is not a number"},
+        {"--ejection-time=soon", "--ejection-time: \"soon\" is not a duration"},
         {"--splice=yes", "--splice: \"yes\" is not on or off"},
         {"--trace=", "--trace: \"\" is not on or off"},
         {long_path, "--routes-file: path too long"},
@@ -327,6 +348,11 @@ static void test_cross_checks(void)
     for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++) {
         NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, zero[i]), -EINVAL);
         NS_ASSERT_STR_EQ(err.msg, "connect, header and idle timeouts must be above zero");
+    }
+    static const char *const ejection[] = {"--ejection-time=0", "--ejection-time=25h"};
+    for (size_t i = 0; i < sizeof(ejection) / sizeof(ejection[0]); i++) {
+        NS_ASSERT_INT_EQ(PARSE(&c, NULL, &err, ejection[i]), -EINVAL);
+        NS_ASSERT_STR_EQ(err.msg, "--ejection-time: must be from 1ms to 24h");
     }
 
     /* One source of route tables. */
@@ -417,27 +443,18 @@ static void test_environment(void)
 static void test_usage_matches_flags(void)
 {
     static const char *const good[] = {
-        "--outbound-port=1",
-        "--inbound-port=2",
-        "--admin-port=3",
-        "--admin-address=::1",
-        "--inbound-source=::6",
-        "--concurrency=4",
-        "--max-connections=5",
-        "--max-head-size=2048",
-        "--buffer-size=4096",
-        "--connect-timeout=1s",
-        "--idle-timeout=1s",
-        "--http-idle-timeout=1s",
-        "--header-timeout=1s",
-        "--sniff-timeout=1s",
-        "--drain-timeout=1s",
-        "--splice=off",
-        "--trace=off",
-        "--routes-file=/r",
-        "--discovery-address=a:1",
-        "--discovery-wait=1s",
-        "--log-level=warn",
+        "--outbound-port=1",    "--inbound-port=2",
+        "--admin-port=3",       "--admin-address=::1",
+        "--inbound-source=::6", "--concurrency=4",
+        "--max-connections=5",  "--max-head-size=2048",
+        "--buffer-size=4096",   "--connect-timeout=1s",
+        "--idle-timeout=1s",    "--http-idle-timeout=1s",
+        "--header-timeout=1s",  "--sniff-timeout=1s",
+        "--drain-timeout=1s",   "--request-timeout=1s",
+        "--max-retries=1",      "--ejection-time=1s",
+        "--splice=off",         "--trace=off",
+        "--routes-file=/r",     "--discovery-address=a:1",
+        "--discovery-wait=1s",  "--log-level=warn",
         "--log-format=json",
     };
     const char *usage = px_config_usage();

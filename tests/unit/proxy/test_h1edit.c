@@ -177,6 +177,7 @@ static void test_reason_phrases(void)
         {431, "Request Header Fields Too Large"},
         {501, "Not Implemented"},
         {502, "Bad Gateway"},
+        {504, "Gateway Timeout"},
         {503, "Service Unavailable"},
         {505, "HTTP Version Not Supported"},
         {200, "Error"},
