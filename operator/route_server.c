@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 
 typedef struct held {
     struct MHD_Connection *conn;
+    int fd;              /* its socket, to notice a client that went away */
     uint64_t since;      /* the version the client has */
     int64_t deadline_ms; /* monotonic */
     bool listed;         /* on the held list (suspended) */
@@ -176,7 +178,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         pthread_mutex_unlock(&rs->mu);
         return MHD_NO;
     }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     h->conn = conn;
+    h->fd = ci ? ci->connect_fd : -1;
     h->since = (uint64_t)since;
     h->deadline_ms = mono_ms() + wait_s * 1000;
     h->listed = true;
@@ -258,25 +263,41 @@ static void rebuild(route_server *rs)
 }
 
 /* Resumes the held requests that have an answer now: a new version, the end of their
- * wait, or the server stopping. */
+ * wait, the server stopping, or a client that went away (libmicrohttpd does not watch a
+ * suspended socket: without this check a sidecar that restarted would keep a descriptor
+ * and a connection slot here until the next change). */
 static void resume_due(route_server *rs)
 {
     int64_t now = mono_ms();
-    for (;;) {
-        struct MHD_Connection *c = NULL;
-        pthread_mutex_lock(&rs->mu);
-        for (held *h = rs->list.next; h != &rs->list; h = h->next) {
-            if (rs->stopping || h->since != rs->version || now >= h->deadline_ms) {
-                c = h->conn;
-                unlist(rs, h);
-                break;
-            }
-        }
+    pthread_mutex_lock(&rs->mu);
+    size_t n = rs->nheld;
+    struct MHD_Connection **due = n ? malloc(n * sizeof(*due)) : NULL;
+    struct pollfd *pfd = n ? calloc(n, sizeof(*pfd)) : NULL;
+    size_t ndue = 0, i = 0;
+    if (n && (!due || !pfd)) { /* out of memory: try again at the next tick */
         pthread_mutex_unlock(&rs->mu);
-        if (!c)
-            return;
-        MHD_resume_connection(c);
+        free(due);
+        free(pfd);
+        return;
     }
+    for (held *h = rs->list.next; h != &rs->list; h = h->next, i++)
+        pfd[i] = (struct pollfd){.fd = h->fd, .events = POLLRDHUP};
+    if (n && poll(pfd, n, 0) < 0)
+        memset(pfd, 0, n * sizeof(*pfd)); /* no news of hang-ups this time */
+    i = 0;
+    for (held *h = rs->list.next, *next; h != &rs->list; h = next, i++) {
+        next = h->next;
+        bool gone = pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR);
+        if (rs->stopping || h->since != rs->version || now >= h->deadline_ms || gone) {
+            due[ndue++] = h->conn;
+            unlist(rs, h);
+        }
+    }
+    pthread_mutex_unlock(&rs->mu);
+    for (i = 0; i < ndue; i++)
+        MHD_resume_connection(due[i]);
+    free(due);
+    free(pfd);
 }
 
 static void *tick_main(void *arg)
@@ -382,6 +403,14 @@ int route_server_start(const route_server_opts *o, route_server **out, ns_err *e
 uint16_t route_server_port(const route_server *rs)
 {
     return rs->port;
+}
+
+size_t route_server_held(route_server *rs)
+{
+    pthread_mutex_lock(&rs->mu);
+    size_t n = rs->nheld;
+    pthread_mutex_unlock(&rs->mu);
+    return n;
 }
 
 void route_server_invalidate(route_server *rs)

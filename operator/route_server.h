@@ -18,6 +18,7 @@
 
 #include "err.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct ns_metrics;
@@ -42,6 +43,9 @@ typedef struct route_server route_server;
 int route_server_start(const route_server_opts *o, route_server **out, ns_err *err);
 
 uint16_t route_server_port(const route_server *rs);
+
+/* Requests held now (long-polls waiting for a change). */
+size_t route_server_held(route_server *rs);
 
 /* Something the table is made from changed: rebuild soon. Any thread; cheap. */
 void route_server_invalidate(route_server *rs);

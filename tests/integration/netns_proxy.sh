@@ -39,6 +39,12 @@ cleanup() {
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
   wait 2>/dev/null
   for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  if [ "$FAILED" -gt 0 ]; then # what the proxies said, for a failure seen only in CI
+    for f in client-proxy server-proxy; do
+      echo "--- last lines of $f.log" >&2
+      tail -40 "$TMP/$f.log" >&2 2>/dev/null
+    done
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT

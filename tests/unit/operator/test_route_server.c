@@ -6,6 +6,7 @@
 #include "route_server.h"
 #include "suites.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 typedef struct source {
@@ -225,6 +227,41 @@ static void test_stop_answers_held(void)
     CU_ASSERT(b.a.took_ms < 5000);
 }
 
+/* A client that goes away while held: its connection is released within about a
+ * second (the server polls held sockets for hang-ups once a second), not at the next
+ * change or the end of its wait. */
+static void test_client_gone(void)
+{
+    source s;
+    route_server *rs = start(&s);
+    uint16_t port = route_server_port(rs);
+    source_set(&s, 9);
+    route_server_invalidate(rs);
+    answer a;
+    CU_ASSERT(WAIT_UNTIL((fetch(port, "GET", "/v1/routes", &a), a.status == 200), 5000));
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CU_ASSERT_EQUAL_FATAL(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        static const char req[] = "GET /v1/routes?version=9&wait=120 HTTP/1.1\r\n"
+                                  "Host: x\r\nConnection: close\r\n\r\n";
+        CU_ASSERT_EQUAL(send(fds[i], req, sizeof(req) - 1, 0), (ssize_t)(sizeof(req) - 1));
+    }
+    CU_ASSERT(WAIT_UNTIL(route_server_held(rs) == 3, 3000));
+    close(fds[0]);
+    close(fds[1]);
+    int64_t t0 = test_now_ms();
+    CU_ASSERT(WAIT_UNTIL(route_server_held(rs) == 1, 3000));
+    CU_ASSERT(test_now_ms() - t0 < 2500);
+    usleep(1200 * 1000);
+    NS_ASSERT_INT_EQ(route_server_held(rs), 1); /* the one still connected stays held */
+    close(fds[2]);
+    CU_ASSERT(WAIT_UNTIL(route_server_held(rs) == 0, 3000));
+    route_server_stop(rs);
+}
+
 static void test_bad_listen(void)
 {
     source s = {0};
@@ -241,6 +278,7 @@ const ns_test route_server_tests[] = {
     {"long-poll: held until the version changes; 304 after the wait", test_long_poll},
     {"bad requests", test_bad_requests},
     {"stop answers the held requests", test_stop_answers_held},
+    {"a client that goes away while held is released", test_client_gone},
     {"a listen address that is not an IP", test_bad_listen},
     {NULL, NULL},
 };
