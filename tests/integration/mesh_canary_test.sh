@@ -34,12 +34,9 @@ OPERATOR=${3:?usage: mesh_canary_test.sh NUTSHELL_INIT NUTSHELL_PROXY NUTSHELL_O
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NETNS_DIR="$(dirname "${BASH_SOURCE[0]}")/netns"
 
-[ "$(id -u)" -eq 0 ] || skip_all "needs root for network namespaces and iptables (run ctest as root)"
-for tool in ip iptables-legacy setpriv timeout curl jq; do
-  command -v "$tool" >/dev/null 2>&1 || skip_all "$tool is not installed (hack/deps.sh)"
-done
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip_all "/usr/bin/python3 is not installed (the test's app and client are python3)"
+# shellcheck source-path=SCRIPTDIR source=netns/pods.sh
+source "$(dirname "${BASH_SOURCE[0]}")/netns/pods.sh"
+netns_require curl jq
 require_cluster
 
 CLI="mc-cli-$$"
@@ -52,7 +49,6 @@ APPNS="mesh-canary-$$"
 MPORT="$(free_port)"
 DPORT="$(free_port)"
 HOOK_PORT="$(free_port)"
-NAMESPACES=()
 OP_PID=""
 
 stop_operator() {
@@ -65,7 +61,7 @@ cleanup() {
   stop_operator
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
   wait 2>/dev/null
-  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  netns_delete_all
   ip link del "$HOSTIF" 2>/dev/null
   kubectl -n "$APPNS" patch canary web --type=merge -p '{"metadata":{"finalizers":null}}' \
     >/dev/null 2>&1
@@ -80,27 +76,9 @@ cleanup() {
 }
 trap 'end_tests cleanup' EXIT
 
-mkns() {
-  ip netns add "$1" || return 1
-  NAMESPACES+=("$1")
-  ip -n "$1" link set lo up
-}
-PROBE="mc-probe-$$"
-mkns "$PROBE" 2>/dev/null || skip_all "cannot create network namespaces (ip netns add failed)"
-ip netns exec "$PROBE" iptables-legacy -t nat -S >/dev/null 2>&1 ||
-  skip_all "the kernel has no legacy iptables nat table (ip_tables/iptable_nat)"
-ip netns del "$PROBE"
-
-chmod 755 "$TMP"
-cp "$PROXY_SRC" "$TMP/nutshell-proxy" && chmod 755 "$TMP/nutshell-proxy"
-PROXY="$TMP/nutshell-proxy"
+PROXY=$(proxy_copy "$PROXY_SRC" "$TMP") || exit 1
 C() { ip netns exec "$CLI" "$@"; }
 S() { ip netns exec "$SRV" "$@"; }
-AS_PROXY=(setpriv --reuid=1337 --regid=1337 --clear-groups)
-# shellcheck disable=SC2054 # the commas are inside port lists
-INIT_ARGS=(--proxy-port=15001 --inbound-port=15006 --proxy-uid=1337 --proxy-gid=1337
-  --include-inbound-ports='*' --exclude-inbound-ports=15020,15090 --include-outbound-cidrs='*'
-  --exclude-outbound-cidrs= --exclude-outbound-ports= --include-outbound-ports= --ipv6=auto)
 client() { C timeout 60 "$PY" "$NETNS_DIR/http_client.py" "$@"; }
 # split N HOST: N requests on one connection to the apex address, counted by answering
 # app. The connection kept open in the background pauses meanwhile: it draws from the same

@@ -24,21 +24,17 @@ PROXY_SRC=${2:?usage: netns_proxy.sh NUTSHELL_INIT NUTSHELL_PROXY}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || skip_all "needs root for network namespaces and iptables (run ctest as root)"
-for tool in ip iptables-legacy setpriv timeout curl; do
-  command -v "$tool" >/dev/null 2>&1 || skip_all "$tool is not installed (apt-get install iptables iproute2 util-linux coreutils curl)"
-done
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip_all "/usr/bin/python3 is not installed (the test's servers and clients are python3)"
+# shellcheck source-path=SCRIPTDIR source=netns/pods.sh
+source "$(dirname "${BASH_SOURCE[0]}")/netns/pods.sh"
+netns_require curl
 
 CLI="npx-cli-$$"
 SRV="npx-srv-$$"
 TMP=$(mktemp -d /tmp/npx-netns.XXXXXX)
-NAMESPACES=()
 cleanup() {
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null; done
   wait 2>/dev/null
-  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  netns_delete_all
   if [ "$FAILED" -gt 0 ]; then # what the proxies said, for a failure seen only in CI
     for f in client-proxy server-proxy; do
       echo "--- last lines of $f.log" >&2
@@ -50,29 +46,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-mkns() {
-  ip netns add "$1" || return 1
-  NAMESPACES+=("$1")
-  ip -n "$1" link set lo up
-}
-PROBE="npx-probe-$$"
-mkns "$PROBE" 2>/dev/null || skip_all "cannot create network namespaces (ip netns add failed)"
-ip netns exec "$PROBE" iptables-legacy -t nat -S >/dev/null 2>&1 ||
-  skip_all "the kernel has no legacy iptables nat table (ip_tables/iptable_nat)"
-ip netns del "$PROBE"
-
-# The proxy user must reach its binary and files: a world-readable copy.
-chmod 755 "$TMP"
-cp "$PROXY_SRC" "$TMP/nutshell-proxy" && chmod 755 "$TMP/nutshell-proxy"
-PROXY="$TMP/nutshell-proxy"
+PROXY=$(proxy_copy "$PROXY_SRC" "$TMP") || exit 1
 
 C() { ip netns exec "$CLI" "$@"; }
 S() { ip netns exec "$SRV" "$@"; }
-AS_PROXY=(setpriv --reuid=1337 --regid=1337 --clear-groups)
-# shellcheck disable=SC2054 # the commas are inside port lists
-INJECTOR_ARGS=(--proxy-port=15001 --inbound-port=15006 --proxy-uid=1337 --proxy-gid=1337
-  --include-inbound-ports='*' --exclude-inbound-ports=15020,15090 --include-outbound-cidrs='*'
-  --exclude-outbound-cidrs= --exclude-outbound-ports= --include-outbound-ports= --ipv6=auto)
 
 # The test's app (HTTP servers that answer with their name, echo servers) and client.
 NETNS_DIR="$(dirname "${BASH_SOURCE[0]}")/netns"
@@ -92,7 +69,7 @@ ip -n "$SRV" link set eth0 up
 ip -n "$CLI" route add default via 10.233.0.2
 
 for ns in "$CLI" "$SRV"; do
-  out=$(ip netns exec "$ns" "$INIT" "${INJECTOR_ARGS[@]}" 2>&1) || {
+  out=$(ip netns exec "$ns" "$INIT" "${INIT_ARGS[@]}" 2>&1) || {
     fail "nutshell-init in $ns: $out"
     finish_tests
     exit 1
