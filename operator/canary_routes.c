@@ -20,21 +20,34 @@ static bool routable_ip(const char *ip)
     return ip && ip[0] && strcmp(ip, "None") != 0;
 }
 
+/* The Service's first routable ClusterIP (the first family of a dual-stack one), or
+ * NULL. */
+static const char *first_cluster_ip(const cJSON *svc)
+{
+    const cJSON *ip;
+    cJSON_ArrayForEach(ip, ns_json_path(svc, "spec", "clusterIPs", NULL))
+    {
+        if (cJSON_IsString(ip) && routable_ip(ip->valuestring))
+            return ip->valuestring;
+    }
+    const char *one = ns_json_path_str(svc, "spec", "clusterIP", NULL);
+    return routable_ip(one) ? one : NULL;
+}
+
 /* Adds the Service's ClusterIPs (both families of a dual-stack one) to `arr`. */
 static void add_cluster_ips(ns_jb *b, cJSON *arr, const cJSON *svc)
 {
-    const cJSON *ips = ns_json_path(svc, "spec", "clusterIPs", NULL);
     const cJSON *ip;
     size_t n = 0;
-    cJSON_ArrayForEach(ip, ips)
+    cJSON_ArrayForEach(ip, ns_json_path(svc, "spec", "clusterIPs", NULL))
     {
         if (cJSON_IsString(ip) && routable_ip(ip->valuestring)) {
             ns_jb_add(b, arr, NULL, cJSON_CreateString(ip->valuestring));
             n++;
         }
     }
-    const char *one = ns_json_path_str(svc, "spec", "clusterIP", NULL);
-    if (n == 0 && routable_ip(one))
+    const char *one = first_cluster_ip(svc);
+    if (n == 0 && one)
         ns_jb_add(b, arr, NULL, cJSON_CreateString(one));
 }
 
@@ -49,13 +62,10 @@ static void add_backend(ns_jb *b, cJSON *backends, const char *host, int32_t por
     cJSON *be = ns_jb_add(b, backends, NULL, cJSON_CreateObject());
     ns_jb_str(b, be, "host", host);
     ns_jb_num(b, be, "port", port);
-    /* One address is enough to connect: the first family the Service has. */
-    cJSON *ips = cJSON_CreateArray();
-    if (ips && svc)
-        add_cluster_ips(b, ips, svc);
-    if (cJSON_GetArraySize(ips) > 0)
-        ns_jb_str(b, be, "address", cJSON_GetArrayItem(ips, 0)->valuestring);
-    cJSON_Delete(ips);
+    /* One address is enough to connect. */
+    const char *ip = svc ? first_cluster_ip(svc) : NULL;
+    if (ip)
+        ns_jb_str(b, be, "address", ip);
     ns_jb_num(b, be, "weight", weight);
 }
 

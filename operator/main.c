@@ -343,14 +343,15 @@ int main(int argc, char **argv)
     char mhost[64], rhost[64];
     uint16_t mport, rport = 0;
     bool routes_on = run_canary && strcmp(rlisten, "off") != 0;
-    if (optind != argc || !*ns || ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0 ||
-        (routes_on && ns_parse_listen(rlisten, rhost, sizeof(rhost), &rport) != 0)) {
-        fprintf(stderr, "nutshell-operator: %s\n",
-                optind != argc ? "unexpected arguments"
-                : !*ns         ? "--namespace must not be empty"
-                : ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0
-                    ? "--metrics-listen wants ADDR:PORT"
-                    : "--routes-listen wants ADDR:PORT or off");
+    const char *bad = optind != argc ? "unexpected arguments"
+                      : !*ns         ? "--namespace must not be empty"
+                      : ns_parse_listen(mlisten, mhost, sizeof(mhost), &mport) != 0
+                          ? "--metrics-listen wants ADDR:PORT"
+                      : routes_on && ns_parse_listen(rlisten, rhost, sizeof(rhost), &rport) != 0
+                          ? "--routes-listen wants ADDR:PORT or off"
+                          : NULL;
+    if (bad) {
+        fprintf(stderr, "nutshell-operator: %s\n", bad);
         usage(stderr);
         return EXIT_USAGE;
     }

@@ -16,6 +16,7 @@
  */
 #include "bench_canary.h"
 #include "bench_util.h"
+#include "sysinfo.h"
 #include "err.h"
 #include "json.h"
 #include "kube.h"
@@ -497,7 +498,7 @@ int main(int argc, char **argv)
             return 2;
         }
         bench_print_rss(o.pid, *o.label ? o.label : "now");
-        return bench_proc_status_kb(o.pid, "VmRSS") < 0;
+        return nbi_proc_status_kb(o.pid, "VmRSS") < 0;
     }
     if (strcmp(o.mode, "machine") == 0) {
         bench_print_machine();

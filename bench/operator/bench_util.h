@@ -1,5 +1,5 @@
 /* bench_util.h - what every nutshell-bench-operator mode shares: clocks, the machine line,
- * /proc memory figures and percentiles. */
+ * /proc memory figures (with sysinfo.h) and percentiles. */
 #ifndef BENCH_OPERATOR_UTIL_H
 #define BENCH_OPERATOR_UTIL_H
 
@@ -13,9 +13,6 @@ double bench_epoch_ms(void);
 
 /* "machine: Linux 6.1.0 x86_64; CPU model; N cores; M MiB RAM" on stdout. */
 void bench_print_machine(void);
-
-/* A "Name:   123 kB" field of /proc/PID/status in kB, or -1. */
-long bench_proc_status_kb(long pid, const char *field);
 
 /* "rss LABEL: pid P VmRSS ... VmHWM ..." on stdout. */
 void bench_print_rss(long pid, const char *label);

@@ -23,6 +23,7 @@
  * No peer: nothing else speaks this protocol.
  */
 #include "bench_util.h"
+#include "sysinfo.h"
 #include "canary_routes.h"
 #include "err.h"
 #include "log.h"
@@ -599,10 +600,10 @@ typedef struct mem_point {
 
 static mem_point mem_read(pid_t pid)
 {
-    return (mem_point){.rss_kb = bench_proc_status_kb(pid, "VmRSS"),
-                       .hwm_kb = bench_proc_status_kb(pid, "VmHWM"),
+    return (mem_point){.rss_kb = nbi_proc_status_kb(pid, "VmRSS"),
+                       .hwm_kb = nbi_proc_status_kb(pid, "VmHWM"),
                        .fds = proc_fds(pid),
-                       .threads = bench_proc_status_kb(pid, "Threads")};
+                       .threads = nbi_proc_status_kb(pid, "Threads")};
 }
 
 /* Resets VmHWM to the current RSS (so that a phase's peak is its own). Returns 0 or -errno. */
@@ -1522,7 +1523,7 @@ int main(int argc, char **argv)
             status = 1;
     }
     mem_point end = mem_read(s.pid);
-    long hwm = bench_proc_status_kb(s.pid, "VmHWM");
+    long hwm = nbi_proc_status_kb(s.pid, "VmHWM");
     print_loadavg("at the end");
     server_stop(&s);
 

@@ -1,5 +1,6 @@
-/* sysinfo.h - what nutshell-bench-injector reports about the machine and the server
- * process: uname, CPU model and cores, and /proc/PID figures (RSS, CPU time). */
+/* sysinfo.h - what the benchmarks report about the machine and the process under test:
+ * uname, CPU model and cores, and /proc/PID figures (RSS, CPU time). Plain libc, so that
+ * every benchmark program can link it (benchsys). */
 #ifndef NBI_SYSINFO_H
 #define NBI_SYSINFO_H
 
